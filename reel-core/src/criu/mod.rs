@@ -1,0 +1,6 @@
+//! The CRIU driver (stub; being written).
+#[derive(Debug, thiserror::Error)]
+pub enum CriuError {
+    #[error("not yet implemented")]
+    Todo,
+}

@@ -1,0 +1,21 @@
+//! The crate's error: one variant per module, each wrapping that module's typed error.
+
+/// Any error reel-core returns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
+    #[error(transparent)]
+    Freezer(#[from] crate::cgroups::FreezerError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// `Result` with reel-core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,23 @@
+//! reel-core: checkpoint running containers with CRIU.
+//!
+//! The modules, one job each:
+//! * [`criu`]: the CRIU driver. Speaks CRIU's RPC protocol to `criu swrk` (VERSION, CHECK,
+//!   FEATURE_CHECK, DUMP, PRE_DUMP, RESTORE, page server) with a typed options builder.
+//! * [`cgroups`]: freezing a container's cgroup (v1 `freezer.state`, v2 `cgroup.freeze`) behind
+//!   one trait, as a guard that always thaws, with a watchdog for when reel itself is killed.
+//! * [`lock`]: one reel at a time per container.
+//! * [`discovery`]: the containers on this host, read from the runtimes' state on disk.
+//! * [`archive`]: the checkpoint archive layout the ecosystem reads (checkpointctl, runc).
+//! * [`store`]: the local checkpoint store (`<id>.tar` + `<id>.tar.sha256`).
+//!
+//! Every module has its own error enum; [`Error`] rolls them up.
+
+pub mod archive;
+pub mod cgroups;
+pub mod criu;
+pub mod discovery;
+pub mod lock;
+pub mod store;
+
+mod error;
+pub use error::{Error, Result};
