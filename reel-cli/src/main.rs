@@ -1,1 +1,71 @@
-fn main() {}
+//! `reel`: the command line over reel-core. It only maps arguments to library calls, prints
+//! results, and turns errors into a message with a hint and an exit code a script can trust:
+//! 0 success, 1 failure, 2 bad usage.
+
+mod cli;
+mod cmd;
+mod hints;
+mod output;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Verb};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_tracing(cli.verbose);
+    let result = run(&cli);
+    if let Err(err) = result {
+        eprintln!("error: {}", hints::describe(&err));
+        if let Some(hint) = hints::hint(&err) {
+            eprintln!("hint: {hint}");
+        }
+        std::process::exit(hints::exit_code(&err));
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    if cli.version {
+        return cmd::version::run(cli);
+    }
+    match &cli.command {
+        None => {
+            use clap::CommandFactory;
+            let mut c = Cli::command();
+            c.print_help()?;
+            println!();
+            Err(hints::usage("no verb given: try `reel get workloads -A` or `reel --help`"))
+        }
+        Some(Verb::Get(cli::GetNoun::Capabilities(a))) => cmd::capabilities::run(cli, a),
+        Some(Verb::Get(cli::GetNoun::Workloads(a))) => cmd::workloads::run(cli, a),
+        Some(Verb::Create(cli::CreateNoun::Checkpoint(a))) => cmd::create::run(cli, a),
+        Some(Verb::List(cli::ListNoun::Checkpoint(a))) => cmd::list::run(cli, a),
+        Some(Verb::Delete(cli::DeleteNoun::Checkpoint(a))) => cmd::delete::run(cli, a),
+        Some(Verb::Export(cli::ExportNoun::Checkpoint(a))) => cmd::export::run(cli, a),
+        Some(Verb::Verify(cli::VerifyNoun::Checkpoint(a))) => cmd::verify::run(cli, a),
+    }
+}
+
+/// Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

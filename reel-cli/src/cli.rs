@@ -1,0 +1,253 @@
+//! The command line: verb, then noun, as kubectl.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// reel: checkpoint running containers with CRIU, for incident response.
+///
+/// reel freezes a container for as short a time as possible, dumps it with CRIU (memory,
+/// process tree, files, sockets, timers), lets it run on, and keeps a self-contained archive
+/// that checkpointctl can read and runc can restore.
+#[derive(Debug, Parser)]
+#[command(name = "reel", disable_version_flag = true, propagate_version = false)]
+pub struct Cli {
+    /// Print reel's version and the CRIU it will use, then exit.
+    #[arg(short = 'V', long = "version", global = false)]
+    pub version: bool,
+
+    /// The checkpoint store (default /var/lib/reel/checkpoints).
+    #[arg(long, global = true, env = "REEL_STORE", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// The CRIU binary to use (default: the pinned one, then `criu` on PATH).
+    #[arg(long, global = true, env = "REEL_CRIU", value_name = "PATH")]
+    pub criu: Option<PathBuf>,
+
+    /// Only print the result (no progress, no hints on success).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Option<Verb>,
+}
+
+/// Output formats of every listing verb.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Show what this host can do, or the workloads on it.
+    #[command(subcommand)]
+    Get(GetNoun),
+    /// Take a checkpoint of a running container (it keeps running).
+    #[command(subcommand)]
+    Create(CreateNoun),
+    /// List the checkpoints in the store.
+    #[command(subcommand)]
+    List(ListNoun),
+    /// Delete checkpoints from the store.
+    #[command(subcommand)]
+    Delete(DeleteNoun),
+    /// Write a checkpoint as one archive to a file, a directory, stdout or S3.
+    #[command(subcommand)]
+    Export(ExportNoun),
+    /// Check an archive against its manifest.
+    #[command(subcommand)]
+    Verify(VerifyNoun),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetNoun {
+    /// Everything that decides whether a checkpoint can work on this host.
+    #[command(visible_alias = "caps")]
+    Capabilities(GetCapabilities),
+    /// The containers on this host, by namespace/pod/container.
+    #[command(visible_alias = "workload", visible_alias = "wl")]
+    Workloads(GetWorkloads),
+}
+
+#[derive(Debug, Args)]
+pub struct GetCapabilities {
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Namespace selection, as kubectl: `-n NS` (default `default`) or `-A`.
+#[derive(Debug, Args, Clone)]
+pub struct Namespaces {
+    /// The namespace (a Kubernetes namespace, or `runc`, `crun`, `podman`, `containerd` for
+    /// containers no pod owns).
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// All namespaces.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetWorkloads {
+    #[command(flatten)]
+    pub ns: Namespaces,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateNoun {
+    /// Checkpoint a pod's container; the container keeps running.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(CreateCheckpoint),
+}
+
+/// The checkpoint methods. Only `direct` exists for now.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Method {
+    /// reel freezes the cgroup and drives CRIU itself; no container runtime is asked.
+    #[default]
+    Direct,
+}
+
+/// Flags that change how CRIU dumps the container.
+#[derive(Debug, Args, Clone)]
+pub struct DumpFlags {
+    /// Dump established TCP connections (without it, a container holding one fails).
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Dump file locks (on by default; `--file-locks=false` to turn off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub file_locks: bool,
+    /// Allow unix sockets connected to peers outside the container.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// The container's init is a shell job (session attached to a terminal outside).
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Dump open but deleted files by linking them back (link remap).
+    #[arg(long)]
+    pub link_remap: bool,
+    /// The longest reel may keep the container frozen, e.g. 30s, 2m. Past it reel gives up,
+    /// thaws the container and says so.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub timeout: String,
+    /// Which cgroup freezer to use (auto: the container's v1 freezer if it has one, else v2).
+    #[arg(long, value_enum, default_value_t = FreezerChoice::Auto)]
+    pub freezer: FreezerChoice,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FreezerChoice {
+    Auto,
+    V1,
+    V2,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateCheckpoint {
+    /// The pod (or, for a container no pod owns, the container's name).
+    pub pod: String,
+    /// The container in the pod (needed when the pod has several).
+    pub container: Option<String>,
+    /// The namespace (default `default`).
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub method: Method,
+    #[command(flatten)]
+    pub dump: DumpFlags,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListNoun {
+    /// The checkpoints in the store.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(ListCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct ListCheckpoint {
+    /// One checkpoint id.
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub ns: Namespaces,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteNoun {
+    /// Delete checkpoints from the store (asks first unless -y).
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(DeleteCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteCheckpoint {
+    /// The checkpoint id.
+    pub id: Option<String>,
+    /// Only checkpoints of this namespace.
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Every checkpoint in the store.
+    #[arg(long)]
+    pub all: bool,
+    /// Only checkpoints whose id matches this glob, e.g. 'checkpoint-web-*'.
+    #[arg(long, value_name = "GLOB")]
+    pub filter: Option<String>,
+    /// Only checkpoints older than this, e.g. 7d, 24h, 30m.
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+    /// Do not ask.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportNoun {
+    /// Export a fresh or stored checkpoint as one archive.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(ExportCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportCheckpoint {
+    /// The pod to checkpoint now (or use --id for a stored checkpoint).
+    pub pod: Option<String>,
+    /// The container in the pod.
+    pub container: Option<String>,
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Export a stored checkpoint instead of taking a new one.
+    #[arg(long, conflicts_with = "pod")]
+    pub id: Option<String>,
+    /// A file, an existing directory, `-` for stdout, or s3://bucket/prefix/.
+    #[arg(long, value_name = "DEST")]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyNoun {
+    /// Recompute every member hash of an archive (a file or a stored id).
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(VerifyCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyCheckpoint {
+    /// An archive file, or the id of a stored checkpoint.
+    pub archive: String,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}

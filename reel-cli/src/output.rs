@@ -1,0 +1,93 @@
+//! Printing results: aligned tables for people, JSON and YAML for scripts.
+
+use std::io::Write;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::Output;
+
+/// Print `value` as JSON or YAML, or call `table` for the table format.
+pub fn print<T: Serialize>(
+    format: Output,
+    value: &T,
+    table: impl FnOnce() -> Table,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
+            writeln!(out)?;
+        }
+        Output::Yaml => {
+            serde_yaml::to_writer(&mut out, value).context("writing YAML")?;
+        }
+        Output::Table => table().write(&mut out)?,
+    }
+    Ok(())
+}
+
+/// A table with a header row, columns padded to their widest cell.
+pub struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: Vec<&'static str>) -> Table {
+        Table { header, rows: Vec::new() }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                if let Some(w) = widths.get_mut(i) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+        }
+        let line = |cells: Vec<&str>| -> String {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    s.push_str(c);
+                } else {
+                    let pad = widths[i].saturating_sub(c.chars().count()) + 3;
+                    s.push_str(c);
+                    s.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            s.trim_end().to_string()
+        };
+        writeln!(out, "{}", line(self.header.clone()))?;
+        for r in &self.rows {
+            writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes for people: 1.2 GiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

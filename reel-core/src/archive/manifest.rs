@@ -1,0 +1,111 @@
+//! reel's manifest member: member digests and the chain of custody.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{rfc3339, Operator};
+
+/// The manifest schema this code writes (bumped on incompatible changes).
+pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+
+/// Size and SHA-256 of one archive member (directories: size 0, digest of no bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberDigest {
+    /// The member's name as stored in the tar (`checkpoint/`, `checkpoint/pages-1.img`, ...).
+    pub name: String,
+    /// Content size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// Which container was checkpointed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerIdentity {
+    /// Kubernetes namespace, when the container belongs to a pod.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Pod name, when the container belongs to a pod.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Container name.
+    pub name: String,
+    /// Container id.
+    pub id: String,
+    /// OCI runtime (`runc`, `io.containerd.runc.v2`, ...).
+    pub runtime: String,
+    /// The container's image, when known.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+/// Where the rootfs diff came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RootfsDiffInfo {
+    /// Taken from an overlay upper dir.
+    OverlayUpper {
+        /// The upper dir walked.
+        upper_dir: PathBuf,
+        /// Entries written to `rootfs-diff.tar`.
+        entries: u64,
+        /// Paths listed in `deleted.files`.
+        deleted: u64,
+    },
+    /// No diff (empty `rootfs-diff.tar`, `[]` in `deleted.files`), and why.
+    None {
+        /// Why there is no diff.
+        reason: String,
+    },
+}
+
+/// What the caller knows when finishing an archive: everything in the [`Manifest`] except the
+/// member digests, the rootfs diff info (recorded by the writer) and reel's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestFields {
+    /// The store id of this checkpoint.
+    pub checkpoint_id: String,
+    /// When the checkpoint was taken.
+    #[serde(with = "rfc3339")]
+    pub created: DateTime<Utc>,
+    /// Who took it.
+    pub created_by: Operator,
+    /// This node's host name.
+    pub node: String,
+    /// CRIU's version (e.g. `4.2.1`).
+    pub criu_version: String,
+    /// The container.
+    pub container: ContainerIdentity,
+    /// How long CRIU kept the tasks frozen, in microseconds (from `stats-dump`).
+    #[serde(default)]
+    pub criu_frozen_time_us: Option<u64>,
+    /// The dump options used, as the CRIU driver describes them.
+    #[serde(default)]
+    pub dump_options: BTreeMap<String, serde_json::Value>,
+}
+
+/// The manifest member ([`super::MANIFEST_NAME`]), last in the archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// reel's version.
+    pub reel_version: String,
+    /// The chain of custody given by the caller.
+    #[serde(flatten)]
+    pub fields: ManifestFields,
+    /// Where the rootfs diff came from.
+    pub rootfs_diff: RootfsDiffInfo,
+    /// Every other member, in archive order.
+    pub members: Vec<MemberDigest>,
+}
+
+impl Manifest {
+    /// The digest recorded for `name`.
+    pub fn member(&self, name: &str) -> Option<&MemberDigest> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
