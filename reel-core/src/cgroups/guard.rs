@@ -1,0 +1,328 @@
+//! [`FreezeGuard`]: a frozen cgroup that is thawed again, whatever happens.
+//!
+//! Thawing is guaranteed at four levels:
+//! 1. [`FreezeGuard::thaw`], explicit, with a `Result`;
+//! 2. `Drop` (early return, `?`, panic unwinding), which logs failures;
+//! 3. SIGINT/SIGTERM: a handler thread thaws every active guard, then the process dies of the
+//!    signal (see `signals.rs`);
+//! 4. SIGKILL, `panic = "abort"`, OOM kill: the [`Watchdog`] process.
+//!
+//! All active guards are kept in a process-wide registry so that the signal thread can find
+//! them. Locking order: the signal thread takes the registry, then each entry; every other
+//! path takes at most one of the two at a time.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::error::{FreezerError, Result};
+use super::watchdog::Watchdog;
+use super::{signals, Freezer, FreezerState};
+
+/// How [`Freezer::freeze_with`] freezes.
+#[derive(Debug, Clone)]
+pub struct FreezeOptions {
+    timeout: Duration,
+    thaw_timeout: Duration,
+    watchdog: bool,
+    signal_handler: bool,
+}
+
+impl Default for FreezeOptions {
+    fn default() -> Self {
+        FreezeOptions {
+            timeout: Duration::from_secs(10),
+            thaw_timeout: Duration::from_secs(10),
+            watchdog: true,
+            signal_handler: true,
+        }
+    }
+}
+
+impl FreezeOptions {
+    /// How long to wait for FROZEN (default 10 s). On timeout the cgroup is thawed again.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long to wait for THAWED when thawing (default 10 s).
+    pub fn thaw_timeout(mut self, timeout: Duration) -> Self {
+        self.thaw_timeout = timeout;
+        self
+    }
+
+    /// Start a [`Watchdog`] process (default true). Without it a SIGKILLed reel leaves the
+    /// cgroup frozen.
+    pub fn watchdog(mut self, on: bool) -> Self {
+        self.watchdog = on;
+        self
+    }
+
+    /// Thaw on SIGINT/SIGTERM and then terminate the process (default true). Turn off only if
+    /// the caller handles these signals itself and drops the guard.
+    pub fn signal_handler(mut self, on: bool) -> Self {
+        self.signal_handler = on;
+        self
+    }
+}
+
+/// A guard's entry in the registry.
+#[derive(Debug)]
+struct Entry {
+    freezer: Freezer,
+    uses_signal_handler: bool,
+    state: Mutex<EntryState>,
+}
+
+#[derive(Debug)]
+struct EntryState {
+    /// reel froze (or is freezing) the cgroup and has not thawed it yet.
+    active: bool,
+    watchdog: Option<Watchdog>,
+    thaw_timeout: Duration,
+}
+
+impl Entry {
+    fn lock(&self) -> MutexGuard<'_, EntryState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl EntryState {
+    /// Thaw if still active, then disarm the watchdog (or fire it if our thaw failed, so it
+    /// tries once more).
+    fn thaw(&mut self, freezer: &Freezer) -> Result<()> {
+        if !self.active {
+            return Ok(());
+        }
+        self.active = false;
+        let result = freezer.cgroup().thaw(self.thaw_timeout);
+        if let Some(watchdog) = self.watchdog.take() {
+            let pid = watchdog.pid();
+            let done = if result.is_ok() {
+                watchdog.disarm()
+            } else {
+                watchdog.fire()
+            };
+            if let Err(e) = done {
+                tracing::warn!(pid, error = %e, "freeze watchdog did not end cleanly");
+            }
+        }
+        result
+    }
+}
+
+struct Registry {
+    entries: Vec<Arc<Entry>>,
+    /// Number of registered entries that want the signal handlers.
+    handler_users: usize,
+    /// A signal is being handled: the process is about to die.
+    shutting_down: bool,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    entries: Vec::new(),
+    handler_users: 0,
+    shutting_down: false,
+});
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn register(entry: &Arc<Entry>) -> Result<()> {
+    let mut reg = registry();
+    if reg.shutting_down {
+        return Err(FreezerError::Interrupted {
+            path: entry.freezer.path().to_path_buf(),
+        });
+    }
+    if entry.uses_signal_handler {
+        if reg.handler_users == 0 {
+            signals::install().map_err(|source| {
+                tracing::error!(error = %source, "cannot install signal handlers");
+                FreezerError::SignalHandler { source }
+            })?;
+        }
+        reg.handler_users += 1;
+    }
+    reg.entries.push(Arc::clone(entry));
+    Ok(())
+}
+
+fn unregister(entry: &Arc<Entry>) {
+    let mut reg = registry();
+    let before = reg.entries.len();
+    reg.entries.retain(|e| !Arc::ptr_eq(e, entry));
+    if reg.entries.len() < before && entry.uses_signal_handler {
+        reg.handler_users -= 1;
+        if reg.handler_users == 0 && !reg.shutting_down {
+            signals::uninstall();
+        }
+    }
+}
+
+/// Called by the signal thread for SIGINT/SIGTERM.
+pub(crate) fn on_signal(sig: i32) {
+    let reg = registry();
+    if reg.handler_users == 0 {
+        // Our handler was being removed when the signal came: deliver it again, to whatever
+        // disposition is in place now.
+        drop(reg);
+        // SAFETY: plain kill(2) to ourselves.
+        unsafe { libc::kill(libc::getpid(), sig) };
+        return;
+    }
+    let mut reg = reg;
+    reg.shutting_down = true;
+    tracing::warn!(
+        signal = sig,
+        guards = reg.entries.len(),
+        "signal received while cgroups are frozen: thawing them, then exiting"
+    );
+    for entry in &reg.entries {
+        let mut state = entry.lock();
+        if let Err(e) = state.thaw(&entry.freezer) {
+            tracing::error!(cgroup = %entry.freezer.path().display(), error = %e, "cannot thaw on signal");
+            eprintln!("reel: cannot thaw {}: {e}", entry.freezer.path().display());
+        }
+    }
+    // Keep the registry locked: nothing may freeze any more.
+    signals::die_of(sig)
+}
+
+/// A cgroup frozen by [`Freezer::freeze`]. Thaws it on [`thaw`](Self::thaw), on drop, on
+/// SIGINT/SIGTERM, and (through its [`Watchdog`]) if the process is killed; unless the cgroup
+/// was already frozen (or freezing) before: then it is left frozen and
+/// [`was_frozen`](Self::was_frozen) is true.
+#[derive(Debug)]
+#[must_use = "dropping the guard thaws the cgroup"]
+pub struct FreezeGuard {
+    freezer: Freezer,
+    was_frozen: bool,
+    watchdog_pid: Option<i32>,
+    entry: Option<Arc<Entry>>,
+}
+
+impl FreezeGuard {
+    pub(crate) fn freeze(freezer: &Freezer, opts: &FreezeOptions) -> Result<FreezeGuard> {
+        let cgroup = freezer.cgroup();
+        let before = cgroup.state()?;
+        if before != FreezerState::Thawed {
+            tracing::info!(cgroup = %freezer.path().display(), state = %before,
+                "cgroup already frozen by someone else: leaving it frozen afterwards");
+            if before == FreezerState::Freezing {
+                // Someone else's freeze: help it finish, but do not undo it on failure.
+                cgroup.freeze_no_rollback(opts.timeout)?;
+            }
+            return Ok(FreezeGuard {
+                freezer: freezer.clone(),
+                was_frozen: true,
+                watchdog_pid: None,
+                entry: None,
+            });
+        }
+
+        let watchdog = if opts.watchdog {
+            let (file, value) = cgroup.thaw_instruction();
+            let w = Watchdog::spawn(&file, value).map_err(|source| {
+                tracing::error!(cgroup = %freezer.path().display(), error = %source, "cannot start the freeze watchdog");
+                FreezerError::Watchdog {
+                    path: freezer.path().to_path_buf(),
+                    source,
+                }
+            })?;
+            Some(w)
+        } else {
+            None
+        };
+        let watchdog_pid = watchdog.as_ref().map(Watchdog::pid);
+        let entry = Arc::new(Entry {
+            freezer: freezer.clone(),
+            uses_signal_handler: opts.signal_handler,
+            state: Mutex::new(EntryState {
+                active: true,
+                watchdog,
+                thaw_timeout: opts.thaw_timeout,
+            }),
+        });
+        if let Err(e) = register(&entry) {
+            if let Some(w) = entry.lock().watchdog.take() {
+                let _ = w.disarm();
+            }
+            return Err(e);
+        }
+        // From here on, dropping `guard` thaws and unregisters.
+        let guard = FreezeGuard {
+            freezer: freezer.clone(),
+            was_frozen: false,
+            watchdog_pid,
+            entry: Some(Arc::clone(&entry)),
+        };
+        let mut state = entry.lock();
+        if !state.active {
+            // The signal thread got here first.
+            drop(state);
+            return Err(FreezerError::Interrupted {
+                path: freezer.path().to_path_buf(),
+            });
+        }
+        if let Err(e) = cgroup.freeze(opts.timeout) {
+            // freeze() already thawed; finish the watchdog according to the outcome.
+            let thawed = matches!(cgroup.state(), Ok(FreezerState::Thawed));
+            state.active = false;
+            if let Some(w) = state.watchdog.take() {
+                let _ = if thawed { w.disarm() } else { w.fire() };
+            }
+            drop(state);
+            drop(guard);
+            return Err(e);
+        }
+        drop(state);
+        Ok(guard)
+    }
+
+    /// The cgroup was frozen (or freezing) before: this guard will not thaw it.
+    pub fn was_frozen(&self) -> bool {
+        self.was_frozen
+    }
+
+    /// The freezer of the frozen cgroup.
+    pub fn freezer(&self) -> &Freezer {
+        &self.freezer
+    }
+
+    /// The cgroup directory (for CRIU's `freeze_cgroup`).
+    pub fn path(&self) -> &Path {
+        self.freezer.path()
+    }
+
+    /// The pid of the watchdog process, while there is one.
+    pub fn watchdog_pid(&self) -> Option<i32> {
+        self.entry.as_ref()?;
+        self.watchdog_pid
+    }
+
+    /// Thaw now (unless [`was_frozen`](Self::was_frozen)), stop the watchdog, and report.
+    pub fn thaw(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let Some(entry) = self.entry.take() else {
+            return Ok(());
+        };
+        let result = entry.lock().thaw(&entry.freezer);
+        unregister(&entry);
+        result
+    }
+}
+
+impl Drop for FreezeGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.finish() {
+            tracing::error!(cgroup = %self.freezer.path().display(), error = %e, "cannot thaw the cgroup");
+        }
+    }
+}
