@@ -41,7 +41,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let mut c = Cli::command();
             c.print_help()?;
             println!();
-            Err(hints::usage("no verb given: try `reel get workloads -A` or `reel --help`"))
+            Err(hints::usage(
+                "no verb given: try `reel get workloads -A` or `reel --help`",
+            ))
         }
         Some(Verb::Get(cli::GetNoun::Capabilities(a))) => cmd::capabilities::run(cli, a),
         Some(Verb::Get(cli::GetNoun::Workloads(a))) => cmd::workloads::run(cli, a),

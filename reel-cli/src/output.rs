@@ -35,15 +35,14 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: Vec<&'static str>) -> Table {
-        Table { header, rows: Vec::new() }
+        Table {
+            header,
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {

@@ -15,6 +15,8 @@ pub enum Error {
     Archive(#[from] crate::archive::ArchiveError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }
 
 /// `Result` with reel-core's [`Error`].

@@ -9,11 +9,15 @@
 //! * [`discovery`]: the containers on this host, read from the runtimes' state on disk.
 //! * [`archive`]: the checkpoint archive layout the ecosystem reads (checkpointctl, runc).
 //! * [`store`]: the local checkpoint store (`<id>.tar` + `<id>.tar.sha256`).
+//! * [`checkpoint`]: the runc-compatible dump of a container, tying the modules together.
+//! * [`capabilities`]: whether checkpoints can work on this host, item by item.
 //!
 //! Every module has its own error enum; [`Error`] rolls them up.
 
 pub mod archive;
+pub mod capabilities;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod criu;
 pub mod discovery;
 pub mod lock;
@@ -21,3 +25,6 @@ pub mod store;
 
 mod error;
 pub use error::{Error, Result};
+
+/// The raw layer, re-exported for callers that read CRIU images themselves.
+pub use criu_sys;

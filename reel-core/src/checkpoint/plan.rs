@@ -78,7 +78,10 @@ impl DumpPlan {
         }
 
         // cgroup v1 without a cgroup namespace: runc bind-mounts one directory per controller.
-        let cgroup_mount = spec.mounts.iter().any(|m| m.kind.as_deref() == Some("cgroup"));
+        let cgroup_mount = spec
+            .mounts
+            .iter()
+            .any(|m| m.kind.as_deref() == Some("cgroup"));
         if cgroup_mount && !spec.has_namespace("cgroup") {
             for dest in v1_cgroup_mounts(pid)? {
                 add(dest.clone(), dest);
@@ -93,7 +96,12 @@ impl DumpPlan {
                     Ok(md) if !md.is_dir() => add(clean_destination(p), "/dev/null".into()),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(CheckpointError::Inspect { path: inside, source: e }),
+                    Err(e) => {
+                        return Err(CheckpointError::Inspect {
+                            path: inside,
+                            source: e,
+                        })
+                    }
                 }
             }
         }
@@ -102,7 +110,12 @@ impl DumpPlan {
         let spec_devices = spec
             .linux
             .as_ref()
-            .map(|l| l.devices.iter().map(|d| d.path.as_str()).collect::<Vec<_>>())
+            .map(|l| {
+                l.devices
+                    .iter()
+                    .map(|d| d.path.as_str())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default();
         for d in DEFAULT_DEVICES.iter().copied().chain(spec_devices) {
             let dest = clean_destination(d);
@@ -110,7 +123,10 @@ impl DumpPlan {
         }
 
         // Namespaces the container joins by path are external, under runc's keys.
-        for (kind, crit, key) in [("network", "net", "extRootNetNS"), ("pid", "pid", "extRootPidNS")] {
+        for (kind, crit, key) in [
+            ("network", "net", "extRootNetNS"),
+            ("pid", "pid", "extRootPidNS"),
+        ] {
             if let Some(path) = spec.namespace_path(kind) {
                 let md = std::fs::metadata(path).map_err(|e| CheckpointError::Inspect {
                     path: PathBuf::from(path),
@@ -125,15 +141,18 @@ impl DumpPlan {
 
 /// `/proc/<pid>/root/<path inside the container>`.
 pub fn proc_root_path(pid: i32, inside: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/{pid}/root")).join(clean_destination(inside).trim_start_matches('/'))
+    PathBuf::from(format!("/proc/{pid}/root"))
+        .join(clean_destination(inside).trim_start_matches('/'))
 }
 
 /// The v1 cgroup mounts inside the container (as seen in its own mountinfo), e.g.
 /// `/sys/fs/cgroup/freezer`, `/sys/fs/cgroup/cpu,cpuacct`.
 fn v1_cgroup_mounts(pid: i32) -> Result<Vec<String>, CheckpointError> {
     let path = PathBuf::from(format!("/proc/{pid}/mountinfo"));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CheckpointError::Inspect { path: path.clone(), source: e })?;
+    let text = std::fs::read_to_string(&path).map_err(|e| CheckpointError::Inspect {
+        path: path.clone(),
+        source: e,
+    })?;
     let mut out = Vec::new();
     for line in text.lines() {
         // mountinfo: id parent maj:min root mountpoint opts [optional...] - fstype source super
@@ -181,7 +200,10 @@ mod tests {
 
     #[test]
     fn mountinfo_unescapes_octal() {
-        assert_eq!(unescape_mountinfo("/sys/fs/cgroup/a\\040b"), "/sys/fs/cgroup/a b");
+        assert_eq!(
+            unescape_mountinfo("/sys/fs/cgroup/a\\040b"),
+            "/sys/fs/cgroup/a b"
+        );
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }

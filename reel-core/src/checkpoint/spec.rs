@@ -84,7 +84,10 @@ impl Spec {
 
     /// The namespaces of the spec.
     pub fn namespaces(&self) -> &[Namespace] {
-        self.linux.as_ref().map(|l| l.namespaces.as_slice()).unwrap_or(&[])
+        self.linux
+            .as_ref()
+            .map(|l| l.namespaces.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Whether the spec asks for a namespace of this type (`network`, `pid`, `cgroup`, ...).

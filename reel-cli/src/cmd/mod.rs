@@ -1,0 +1,121 @@
+//! One file per verb: each maps its arguments to reel-core calls and prints the result.
+
+pub mod capabilities;
+pub mod create;
+pub mod delete;
+pub mod export;
+pub mod list;
+pub mod verify;
+pub mod version;
+pub mod workloads;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use reel_core::criu::Criu;
+use reel_core::store::{Store, DEFAULT_ROOT};
+
+use crate::cli::{Cli, Namespaces};
+
+/// The namespace `-n`/`-A` select: `None` for all, else the one named (default `default`).
+pub fn selected_namespace(ns: &Namespaces) -> Option<String> {
+    if ns.all_namespaces {
+        None
+    } else {
+        Some(
+            ns.namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+        )
+    }
+}
+
+/// The store's directory: `--root`, `$REEL_STORE`, else the default.
+pub fn store_root(cli: &Cli) -> PathBuf {
+    cli.root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+}
+
+/// Opens the store (creating it root-only when needed).
+pub fn open_store(cli: &Cli) -> anyhow::Result<Store> {
+    let root = store_root(cli);
+    Store::open(&root).with_context(|| format!("opening the checkpoint store {}", root.display()))
+}
+
+/// The CRIU reel will use: `--criu`/`$REEL_CRIU`, else the pinned one, else PATH.
+pub fn criu(cli: &Cli) -> anyhow::Result<Criu> {
+    let c = match &cli.criu {
+        Some(p) => Criu::with_binary(p),
+        None => Criu::locate(),
+    };
+    c.context("finding CRIU")
+}
+
+/// Refuse early, with a clear message, what only root can do.
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{what} needs root (CAP_SYS_ADMIN, CAP_SYS_PTRACE, access to cgroups and /proc); run reel as root"
+        )
+    }
+}
+
+/// A hint for one cause of an error, when reel knows one.
+pub fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use reel_core::criu::CriuError;
+    use reel_core::discovery::DiscoveryError;
+    use reel_core::store::StoreError;
+    let core = cause.downcast_ref::<reel_core::Error>();
+    let criu = cause.downcast_ref::<CriuError>().or(match core {
+        Some(reel_core::Error::Criu(e)) => Some(e),
+        _ => None,
+    });
+    if let Some(e) = criu {
+        if let Some(h) = reel_core::criu::hint_for(&e.to_string()) {
+            return Some(h.to_string());
+        }
+    }
+    let disc = cause.downcast_ref::<DiscoveryError>().or(match core {
+        Some(reel_core::Error::Discovery(e)) => Some(e),
+        _ => None,
+    });
+    if let Some(e) = disc {
+        return match e {
+            DiscoveryError::UnknownNamespace { .. } => {
+                Some("list the workloads with `reel get workloads -A`".into())
+            }
+            DiscoveryError::UnknownPod { namespace, .. } => Some(format!(
+                "list the pods with `reel get workloads -n {namespace}`"
+            )),
+            DiscoveryError::AmbiguousContainer { pod, .. } => Some(format!(
+                "name the container: `reel create checkpoint {pod} <container> -n <namespace>`"
+            )),
+            _ => None,
+        };
+    }
+    let store = cause.downcast_ref::<StoreError>().or(match core {
+        Some(reel_core::Error::Store(e)) => Some(e),
+        _ => None,
+    });
+    if let Some(e) = store {
+        return match e {
+            StoreError::NoRoom { .. } => {
+                Some("free space there, or move the store with --root DIR (or REEL_STORE)".into())
+            }
+            StoreError::NotWritable { .. } | StoreError::NotADirectory { .. } => {
+                Some("choose a writable store directory with --root DIR (or REEL_STORE)".into())
+            }
+            StoreError::NotFound { .. } => {
+                Some("see the ids with `reel list checkpoint -A`".into())
+            }
+            _ => None,
+        };
+    }
+    if let Some(reel_core::Error::Lock(_)) = core {
+        return Some("another reel is working on this container; wait for it and try again".into());
+    }
+    None
+}

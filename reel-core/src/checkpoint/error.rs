@@ -1,0 +1,45 @@
+//! Errors of the checkpoint orchestration itself (the modules it drives have their own).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What can go wrong while checkpointing, beyond the errors of CRIU, the freezer, the lock,
+/// discovery, the archive and the store.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("container {container} cannot be checkpointed: {reason}")]
+    NotCheckpointable { container: String, reason: String },
+    #[error("cannot read {}: {source}", path.display())]
+    Inspect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the container's OCI spec {} is not valid JSON: {source}", path.display())]
+    Spec {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot encode {what}: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot prepare the staging directory {}: {source}", path.display())]
+    Stage {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "gave up: the container was frozen for {:.1}s, past the {:.1}s timeout; it was thawed and runs on",
+        frozen_for.as_secs_f64(),
+        limit.as_secs_f64()
+    )]
+    Timeout {
+        limit: Duration,
+        frozen_for: Duration,
+    },
+}

@@ -1,0 +1,445 @@
+//! Checkpointing a container directly: no container runtime is asked anything.
+//!
+//! [`Checkpointer::create`] finds the container from the runtimes' state on disk, takes the
+//! container's lock, checks the store has room, freezes the container's cgroup (a guard that
+//! always thaws, with a watchdog for when reel is killed), has CRIU dump it with the options
+//! runc would use (so runc, and containerd and CRI-O through it, can restore the images), takes
+//! the rootfs diff while still frozen (so memory and files agree), thaws, and writes the archive
+//! into the store under a temporary name that is renamed only when complete.
+
+mod error;
+pub mod plan;
+pub mod spec;
+mod stage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+
+pub use error::CheckpointError;
+pub use plan::DumpPlan;
+pub use spec::Spec;
+use stage::Stage;
+
+use crate::archive::{
+    self, ArchiveWriter, ConfigDump, ContainerIdentity, ManifestFields, Operator, RootfsDiffInfo,
+    RootfsSource,
+};
+use crate::cgroups::{FreezeOptions, Freezer, Preference};
+use crate::criu::{CgroupMode, Criu, CriuError, DumpStats, NotifyKind, Options};
+use crate::discovery::{Container, DiscoveryConfig};
+use crate::lock::{ContainerLock, Locker};
+use crate::store::Store;
+
+/// How a container is dumped: the flags users control.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointOptions {
+    /// Dump established TCP connections.
+    pub tcp_established: bool,
+    /// Dump file locks (on by default, as CRI-O does: Java workloads need it).
+    pub file_locks: bool,
+    /// Allow unix sockets connected outside the container.
+    pub ext_unix_sk: bool,
+    /// The init is a shell job.
+    pub shell_job: bool,
+    /// Link open-but-deleted files back so they can be dumped.
+    pub link_remap: bool,
+    /// The longest reel may keep the container frozen. Past it, reel gives up at CRIU's next
+    /// step, thaws and says so.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    /// Which cgroup freezer to use.
+    #[serde(skip)]
+    pub freezer: Preference,
+    /// How long to wait for another reel working on the same container.
+    #[serde(skip)]
+    pub lock_wait: Duration,
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+impl Default for CheckpointOptions {
+    fn default() -> Self {
+        CheckpointOptions {
+            tcp_established: false,
+            file_locks: true,
+            ext_unix_sk: false,
+            shell_job: false,
+            link_remap: false,
+            timeout: Duration::from_secs(60),
+            freezer: Preference::Auto,
+            lock_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which container: namespace, pod, and the container's name when the pod has several.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub namespace: String,
+    pub pod: String,
+    pub container: Option<String>,
+}
+
+/// What a finished checkpoint is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub id: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub container_id: String,
+    pub runtime: String,
+    /// How long the container was frozen, as reel measured it (freeze to thaw).
+    pub frozen_ms: u64,
+    /// CRIU's own frozen time (from `stats-dump`).
+    pub criu_frozen_ms: Option<u64>,
+    /// Pages CRIU wrote.
+    pub pages_written: Option<u64>,
+    /// Whole run, discovery to rename.
+    pub total_ms: u64,
+    /// The container was frozen before reel came, and was left frozen.
+    pub left_frozen: bool,
+    pub rootfs_diff: RootfsDiffInfo,
+}
+
+/// Checkpoints containers into a store.
+#[derive(Debug)]
+pub struct Checkpointer {
+    pub criu: Criu,
+    pub store: Store,
+    pub discovery: DiscoveryConfig,
+    pub locks: Locker,
+}
+
+/// Headroom asked of the store beyond the container's memory: images carry more than pages.
+const ROOM_MARGIN: u64 = 64 << 20;
+
+/// The longest reel waits for the cgroup to reach FROZEN.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A container dumped into a staging directory, not yet written as an archive. Holds the
+/// container's lock; dropping it removes the staging directory.
+#[derive(Debug)]
+pub struct Dumped {
+    stage: Stage,
+    spec_bytes: Vec<u8>,
+    config: ConfigDump,
+    fields: ManifestFields,
+    diff: archive::StagedRootfsDiff,
+    /// How long the container was frozen, as reel measured it (freeze to thaw).
+    pub frozen: Duration,
+    /// CRIU's statistics.
+    pub stats: DumpStats,
+    /// The container was frozen before reel came and was left frozen.
+    pub left_frozen: bool,
+    _lock: ContainerLock,
+}
+
+impl Dumped {
+    /// The checkpoint id.
+    pub fn id(&self) -> &str {
+        &self.fields.checkpoint_id
+    }
+
+    /// The staging directory (`checkpoint/` images, `dump.log`, `stats-dump`, rootfs diff).
+    pub fn stage_dir(&self) -> &Path {
+        self.stage.dir()
+    }
+
+    /// Writes the checkpoint as an archive to `out` (images first, the manifest last; each
+    /// member hashed as it streams) and returns the manifest and `out`.
+    pub fn write_archive<W: std::io::Write>(
+        &self,
+        out: W,
+    ) -> crate::Result<(archive::Manifest, W)> {
+        let mut w = ArchiveWriter::new(out, self.fields.created);
+        w.append_images_dir(&self.stage.images_dir())?;
+        w.append_config_dump(&self.config)?;
+        w.append_bytes(archive::SPEC_DUMP, &self.spec_bytes)?;
+        w.append_file(
+            archive::STATS_DUMP,
+            &self.stage.dir().join(archive::STATS_DUMP),
+        )?;
+        w.append_file(archive::DUMP_LOG, &self.stage.dir().join(archive::DUMP_LOG))?;
+        w.append_rootfs_diff(&self.diff)?;
+        Ok(w.finish(self.fields.clone())?)
+    }
+}
+
+impl Checkpointer {
+    /// Checkpoints the target; the container keeps running (or stays frozen if it was).
+    pub fn create(&self, target: &Target, opts: &CheckpointOptions) -> crate::Result<Created> {
+        let started = Instant::now();
+        let found = crate::discovery::discover(&self.discovery)?;
+        let container = found
+            .find(&target.namespace, &target.pod, target.container.as_deref())?
+            .clone();
+        self.create_for(&container, opts, started)
+    }
+
+    /// Checkpoints a container already found by discovery into the store.
+    pub fn create_for(
+        &self,
+        c: &Container,
+        opts: &CheckpointOptions,
+        started: Instant,
+    ) -> crate::Result<Created> {
+        let mut pending = self.store.begin_new(&c.pod, Utc::now())?;
+        let dumped = self.dump(c, pending.id(), self.store.root(), opts)?;
+        let (manifest, _) = dumped.write_archive(&mut pending)?;
+        let stored = pending.commit()?;
+        let frozen_ms = dumped.frozen.as_millis() as u64;
+        tracing::info!(id = %stored.id, frozen_ms, "checkpoint created");
+        Ok(Created {
+            id: stored.id,
+            path: stored.path,
+            sha256: stored.sha256,
+            size: stored.size,
+            namespace: c.namespace.clone(),
+            pod: c.pod.clone(),
+            container: c.name.clone(),
+            container_id: c.id.clone(),
+            runtime: c.runtime.as_str().to_string(),
+            frozen_ms,
+            criu_frozen_ms: dumped.stats.frozen_time.map(|d| d.as_millis() as u64),
+            pages_written: dumped.stats.pages_written,
+            total_ms: started.elapsed().as_millis() as u64,
+            left_frozen: dumped.left_frozen,
+            rootfs_diff: manifest.rootfs_diff,
+        })
+    }
+
+    /// Dumps a container into a staging directory under `staging_root` (which must have room
+    /// for the container's memory): lock, freeze, CRIU dump, rootfs diff, thaw. The result is
+    /// written as an archive with [`Dumped::write_archive`]; dropping it removes the staging
+    /// directory.
+    pub fn dump(
+        &self,
+        c: &Container,
+        id: &str,
+        staging_root: &Path,
+        opts: &CheckpointOptions,
+    ) -> crate::Result<Dumped> {
+        if !c.checkpointable {
+            let reason = c
+                .blockers
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(CheckpointError::NotCheckpointable {
+                container: describe(c),
+                reason,
+            }
+            .into());
+        }
+        let pid = c.pid.ok_or_else(|| CheckpointError::NotCheckpointable {
+            container: describe(c),
+            reason: "it has no init process".into(),
+        })?;
+
+        let lock = self.locks.lock(&c.id, opts.lock_wait)?;
+        stage::clean_stale(staging_root);
+
+        let spec_bytes =
+            std::fs::read(&c.spec_path).map_err(|source| CheckpointError::Inspect {
+                path: c.spec_path.clone(),
+                source,
+            })?;
+        let spec = Spec::parse(&spec_bytes).map_err(|source| CheckpointError::Spec {
+            path: c.spec_path.clone(),
+            source,
+        })?;
+        let plan = DumpPlan::new(pid, &c.rootfs, &spec)?;
+
+        let needed = c.memory_bytes.unwrap_or(0).saturating_add(ROOM_MARGIN);
+        crate::store::ensure_room(staging_root, needed)?;
+
+        let now = Utc::now();
+        let stage = Stage::create(staging_root, id)?;
+        write_descriptors(pid, &stage.images_dir())?;
+
+        // Freeze, dump, take the rootfs diff, thaw: nothing else happens while frozen.
+        let freezer = Freezer::for_pid(pid, opts.freezer)?;
+        let criu_opts = self.dump_options(pid, &plan, &freezer, &stage, opts);
+        let freeze_started = Instant::now();
+        let guard = freezer
+            .freeze_with(&FreezeOptions::default().timeout(opts.timeout.min(FREEZE_TIMEOUT)))?;
+        let deadline = freeze_started + opts.timeout;
+        let dumped = self.criu.dump_with(&criu_opts, |n| {
+            // post-dump is CRIU's last safe point: failing it keeps the tasks alive.
+            if *n.kind() == NotifyKind::PostDump && Instant::now() > deadline {
+                return Err(format!(
+                    "the container has been frozen longer than the {:?} timeout",
+                    opts.timeout
+                ));
+            }
+            Ok(())
+        });
+        let stats = match dumped {
+            Ok(stats) => stats,
+            Err(e) => {
+                let frozen_for = freeze_started.elapsed();
+                if let Err(t) = guard.thaw() {
+                    tracing::error!(error = %t, "thawing after a failed dump");
+                }
+                if matches!(&e, CriuError::NotifyFailed { .. }) && Instant::now() > deadline {
+                    return Err(CheckpointError::Timeout {
+                        limit: opts.timeout,
+                        frozen_for,
+                    }
+                    .into());
+                }
+                return Err(e.into());
+            }
+        };
+        let source = match &c.upper_dir {
+            Some(upper) => RootfsSource::OverlayUpper(upper.clone()),
+            None => RootfsSource::None {
+                reason: format!(
+                    "the rootfs {} is a plain directory (bare {} bundle): it has no writable layer",
+                    c.rootfs.display(),
+                    c.runtime.as_str()
+                ),
+            },
+        };
+        let diff = archive::stage_rootfs_diff(&source, stage.dir());
+        let left_frozen = guard.was_frozen();
+        guard.thaw()?;
+        let frozen = freeze_started.elapsed();
+        let diff = diff?;
+
+        let mut config =
+            ConfigDump::new(c.id.clone(), c.name.clone(), c.created.unwrap_or(now), now);
+        config.runtime = Some(c.runtime.as_str().to_string());
+        config.rootfs_image_name = c.image.clone();
+        config.rootfs_image = c.image.clone();
+        let fields = ManifestFields {
+            checkpoint_id: id.to_string(),
+            created: now,
+            created_by: Operator::current()?,
+            node: archive::node_hostname()?,
+            criu_version: self.criu.known_version().to_string(),
+            container: ContainerIdentity {
+                namespace: Some(c.namespace.clone()),
+                pod: Some(c.pod.clone()),
+                name: c.name.clone(),
+                id: c.id.clone(),
+                runtime: c.runtime.as_str().to_string(),
+                image: c.image.clone(),
+            },
+            criu_frozen_time_us: stats.frozen_time.map(|d| d.as_micros() as u64),
+            dump_options: dump_options_record(opts, &plan),
+        };
+        Ok(Dumped {
+            stage,
+            spec_bytes,
+            config,
+            fields,
+            diff,
+            frozen,
+            stats,
+            left_frozen,
+            _lock: lock,
+        })
+    }
+
+    fn dump_options(
+        &self,
+        pid: i32,
+        plan: &DumpPlan,
+        freezer: &Freezer,
+        stage: &Stage,
+        opts: &CheckpointOptions,
+    ) -> Options {
+        let mut o = Options::new()
+            .pid(pid)
+            .images_dir(stage.images_dir())
+            .work_dir(stage.dir())
+            .log_file(archive::DUMP_LOG)
+            .log_level(4)
+            .root(&plan.root)
+            .leave_running(true)
+            .manage_cgroups(CgroupMode::Soft)
+            .freeze_cgroup(freezer.path())
+            .orphan_pts_master(true)
+            .notify_scripts(true)
+            .empty_ns(plan.empty_ns)
+            .tcp_established(opts.tcp_established)
+            .file_locks(opts.file_locks)
+            .ext_unix_sk(opts.ext_unix_sk)
+            .shell_job(opts.shell_job)
+            .link_remap(opts.link_remap)
+            // A last resort only: CRIU is asked to give up at post-dump first (see create).
+            .call_timeout(opts.timeout + Duration::from_secs(120));
+        for (k, v) in &plan.ext_mnt {
+            o = o.ext_mount(k.clone(), v.clone());
+        }
+        for e in &plan.external {
+            o = o.external(e.clone());
+        }
+        o
+    }
+}
+
+fn describe(c: &Container) -> String {
+    format!("{}/{}/{} ({})", c.namespace, c.pod, c.name, c.id)
+}
+
+/// runc's `descriptors.json`: what fds 0, 1 and 2 of the init point to. runc restore needs it.
+fn write_descriptors(pid: i32, images_dir: &Path) -> Result<(), CheckpointError> {
+    let mut fds = Vec::with_capacity(3);
+    for fd in 0..3 {
+        let link = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
+        let target = std::fs::read_link(&link).map_err(|source| CheckpointError::Inspect {
+            path: link.clone(),
+            source,
+        })?;
+        fds.push(target.to_string_lossy().into_owned());
+    }
+    let json = serde_json::to_vec(&fds).map_err(|source| CheckpointError::Json {
+        what: "descriptors.json",
+        source,
+    })?;
+    stage::write_private(&images_dir.join("descriptors.json"), &json)
+}
+
+fn dump_options_record(
+    opts: &CheckpointOptions,
+    plan: &DumpPlan,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut m = BTreeMap::new();
+    if let Ok(serde_json::Value::Object(o)) = serde_json::to_value(opts) {
+        m.extend(o);
+    }
+    m.insert("leave_running".into(), true.into());
+    m.insert("manage_cgroups_mode".into(), "soft".into());
+    m.insert("orphan_pts_master".into(), true.into());
+    m.insert(
+        "ext_mnt".into(),
+        serde_json::Value::from(
+            plan.ext_mnt
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>(),
+        ),
+    );
+    m.insert(
+        "external".into(),
+        serde_json::Value::from(plan.external.clone()),
+    );
+    m
+}
