@@ -19,7 +19,9 @@ fn read_counter(path: &Path) -> Option<u64> {
 
 /// Processes of session `sid` still in the process table (zombies included).
 fn session_members(sid: i32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|p| {
@@ -44,7 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("run this example as root (CRIU needs it)".into());
     }
     let criu = Criu::locate()?;
-    println!("CRIU {} at {}", criu.known_version(), criu.binary().display());
+    println!(
+        "CRIU {} at {}",
+        criu.known_version(),
+        criu.binary().display()
+    );
 
     let dir = tempfile::Builder::new().prefix("reel-sample-").tempdir()?;
     let counter = dir.path().join("counter");
@@ -64,7 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn()?;
     let pid = child.id() as i32;
     std::thread::sleep(Duration::from_millis(800));
-    println!("sample tree started: pid {pid}, counter at {:?}", read_counter(&counter));
+    println!(
+        "sample tree started: pid {pid}, counter at {:?}",
+        read_counter(&counter)
+    );
 
     let stats = criu.dump(
         &Options::new()
