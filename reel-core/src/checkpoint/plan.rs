@@ -3,10 +3,17 @@
 //! namespaces and empty namespaces runc declares when it checkpoints a container itself.
 //!
 //! runc's restore only maps the external-mount keys runc writes at dump time, so the keys here
-//! follow runc's conventions exactly: the mount destination inside the container.
+//! follow runc's conventions exactly: the mount destination inside the container, resolved in
+//! the rootfs the way runc resolves it (symlinks followed, never leaving the rootfs).
+//!
+//! [`rearm_expired_timerfds`] fixes, after the dump, one thing in CRIU's images that its
+//! restore would otherwise get wrong (an expired periodic timerfd restored disarmed).
 
+use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+
+use protobuf::Message;
 
 use super::spec::Spec;
 use super::CheckpointError;
@@ -71,9 +78,11 @@ impl DumpPlan {
             }
         };
 
-        // Bind mounts of the spec.
+        // Bind mounts of the spec, where the runtime really mounted them: a destination
+        // under a symlink of the rootfs is mounted at the symlink's target (runc and crun
+        // resolve it inside the rootfs), and CRIU only matches the real mountpoint.
         for m in spec.mounts.iter().filter(|m| m.is_bind()) {
-            let dest = clean_destination(&m.destination);
+            let dest = resolve_in_root(root, &m.destination);
             add(dest.clone(), dest);
         }
 
@@ -118,7 +127,7 @@ impl DumpPlan {
             })
             .unwrap_or_default();
         for d in DEFAULT_DEVICES.iter().copied().chain(spec_devices) {
-            let dest = clean_destination(d);
+            let dest = resolve_in_root(root, d);
             add(dest.clone(), dest);
         }
 
@@ -137,6 +146,60 @@ impl DumpPlan {
         }
         Ok(plan)
     }
+}
+
+/// The most symlinks [`resolve_in_root`] follows (as filepath-securejoin, which runc uses).
+const MAX_SYMLINKS: usize = 255;
+
+/// Resolves `dest`, a path inside the container, in the rootfs `root` on the host the way
+/// runc does for mount destinations (filepath-securejoin's `SecureJoin`): `.` and `..` are
+/// resolved without ever going above `/`, every symlink met is followed (an absolute target
+/// from the rootfs, a relative one from the link's directory) and components that do not exist
+/// are taken as they are. Returns the resolved path inside the container, starting with `/`.
+/// With more than 255 symlinks the lexically cleaned `dest` is returned, as runc then keeps
+/// the destination unresolved.
+///
+/// Nothing is opened: only `lstat` and `readlink` under `root`.
+pub fn resolve_in_root(root: &Path, dest: &str) -> String {
+    fn parts(p: &Path) -> impl Iterator<Item = String> + '_ {
+        p.components().filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".to_string()),
+            _ => None,
+        })
+    }
+    let mut resolved: Vec<String> = Vec::new();
+    let mut pending: VecDeque<String> = parts(Path::new(dest)).collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let on_host = resolved
+            .iter()
+            .fold(root.to_path_buf(), |p, c| p.join(c))
+            .join(&part);
+        let target = match std::fs::symlink_metadata(&on_host) {
+            Ok(md) if md.file_type().is_symlink() => std::fs::read_link(&on_host).ok(),
+            _ => None,
+        };
+        let Some(target) = target else {
+            resolved.push(part);
+            continue;
+        };
+        links += 1;
+        if links > MAX_SYMLINKS {
+            return clean_destination(dest);
+        }
+        if target.is_absolute() {
+            resolved.clear();
+        }
+        for (i, c) in parts(&target).enumerate() {
+            pending.insert(i, c);
+        }
+    }
+    format!("/{}", resolved.join("/"))
 }
 
 /// `/proc/<pid>/root/<path inside the container>`.
@@ -186,6 +249,96 @@ fn unescape_mountinfo(s: &str) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// Image fix-ups
+// ---------------------------------------------------------------------------------------------
+
+/// The first magic of every CRIU image but the service ones.
+const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
+/// `files.img`.
+const FILES_MAGIC: u32 = 0x5630_3138;
+/// `TFD_TIMER_ABSTIME` of `timerfd_settime`.
+const TFD_TIMER_ABSTIME: u32 = 1;
+
+/// Re-arms the periodic timerfds CRIU dumped as expired, so that a restore keeps them ticking.
+/// Returns the ids of the timerfds changed (empty when none was).
+///
+/// CRIU reads a timerfd's state from `/proc/<pid>/fdinfo`, where the kernel shows an expired
+/// timer that nobody has read yet with `it_value: (0, 0)`: unlike `timerfd_gettime`, fdinfo
+/// does not forward a periodic timer to its next expiry. CRIU's restore then calls
+/// `timerfd_settime` with that zero `it_value`, which DISARMS the timer: a periodic timerfd
+/// that had ticked (the usual state of one read less often than it fires) never ticks again
+/// after the restore, whoever restores it (CRIU 4.2.1 and upstream at the time of writing;
+/// `runc checkpoint` images have the same defect). The pending expirations (`ticks`) are kept
+/// by CRIU; what is lost is only that the timer goes on. This sets `it_value` of such entries
+/// (a relative timer with a non-zero `it_interval`, `it_value` zero) to one interval: the next
+/// expiry comes one period after the restore, as it would have come at most one period after
+/// the dump. Entries are rewritten only when changed; every other entry of `files.img` is kept
+/// byte for byte. A missing `files.img` (nothing to fix) is not an error.
+pub fn rearm_expired_timerfds(images_dir: &Path) -> Result<Vec<u32>, CheckpointError> {
+    use criu_sys::proto::fdinfo::File_entry;
+
+    let path = images_dir.join("files.img");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CheckpointError::Inspect { path, source }),
+    };
+    let invalid = |msg: String| CheckpointError::Inspect {
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, msg),
+    };
+    let word = |at: usize| -> Option<u32> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if word(0) != Some(IMG_COMMON_MAGIC) || word(4) != Some(FILES_MAGIC) {
+        return Err(invalid("not a CRIU files image (bad magic)".into()));
+    }
+    let mut out = bytes[..8].to_vec();
+    let mut changed = Vec::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let len = word(at).ok_or_else(|| invalid(format!("truncated entry size at {at}")))?;
+        let body = bytes
+            .get(at + 4..at + 4 + len as usize)
+            .ok_or_else(|| invalid(format!("truncated entry at {at}")))?;
+        at += 4 + len as usize;
+        let mut entry = File_entry::parse_from_bytes(body)
+            .map_err(|e| invalid(format!("bad file entry: {e}")))?;
+        let rearm = entry.tfd.as_ref().is_some_and(|t| {
+            t.vsec() == 0
+                && t.vnsec() == 0
+                && (t.isec() != 0 || t.insec() != 0)
+                && t.settime_flags() & TFD_TIMER_ABSTIME == 0
+        });
+        if !rearm {
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(body);
+            continue;
+        }
+        let t = entry.tfd.as_mut().expect("checked above");
+        let (isec, insec) = (t.isec(), t.insec());
+        t.set_vsec(isec);
+        t.set_vnsec(insec);
+        changed.push(t.id());
+        let body = entry
+            .write_to_bytes()
+            .map_err(|e| invalid(format!("cannot encode a file entry: {e}")))?;
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    if !changed.is_empty() {
+        // Rewritten in place: the file keeps its mode (0600) and owner.
+        std::fs::write(&path, &out).map_err(|source| CheckpointError::Inspect {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::info!(ids = ?changed, "re-armed expired periodic timerfds in files.img");
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +349,101 @@ mod tests {
         assert_eq!(clean_destination("data/./x/"), "/data/x");
         assert_eq!(clean_destination("/../../etc/x"), "/etc/x");
         assert_eq!(clean_destination("/a/b/../c"), "/a/c");
+    }
+
+    #[test]
+    fn resolves_destinations_like_securejoin() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("mnt/real")).unwrap();
+        std::os::unix::fs::symlink("/mnt", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("mnt/real", r.join("rel")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc", r.join("mnt/up")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(resolve_in_root(r, "/data"), "/data");
+        assert_eq!(resolve_in_root(r, "/abs/data"), "/mnt/data");
+        assert_eq!(resolve_in_root(r, "/rel/x/"), "/mnt/real/x");
+        assert_eq!(resolve_in_root(r, "/abs/real/../x"), "/mnt/x");
+        // A symlink pointing above the root stays inside it.
+        assert_eq!(resolve_in_root(r, "/mnt/up/hosts"), "/etc/hosts");
+        assert_eq!(resolve_in_root(r, "/../abs"), "/mnt");
+        // Too many links: the lexical path, as runc keeps it.
+        assert_eq!(resolve_in_root(r, "/loop/x"), "/loop/x");
+    }
+
+    fn files_image(entries: &[criu_sys::proto::fdinfo::File_entry]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&IMG_COMMON_MAGIC.to_le_bytes());
+        out.extend_from_slice(&FILES_MAGIC.to_le_bytes());
+        for e in entries {
+            let b = e.write_to_bytes().unwrap();
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    fn timerfd(id: u32, value: (u64, u64), interval: (u64, u64), flags: u32) -> File_entry {
+        use criu_sys::proto::fdinfo::Fd_types;
+        use criu_sys::proto::fown::Fown_entry;
+        use criu_sys::proto::timerfd::Timerfd_entry;
+        let mut f = Fown_entry::new();
+        f.set_uid(0);
+        f.set_euid(0);
+        f.set_signum(0);
+        f.set_pid_type(0);
+        f.set_pid(0);
+        let mut t = Timerfd_entry::new();
+        t.set_id(id);
+        t.set_flags(2);
+        t.fown = protobuf::MessageField::some(f);
+        t.set_clockid(1);
+        t.set_ticks(3);
+        t.set_settime_flags(flags);
+        t.set_vsec(value.0);
+        t.set_vnsec(value.1);
+        t.set_isec(interval.0);
+        t.set_insec(interval.1);
+        let mut e = File_entry::new();
+        e.set_type(Fd_types::TIMERFD);
+        e.set_id(id);
+        e.tfd = protobuf::MessageField::some(t);
+        e
+    }
+
+    use criu_sys::proto::fdinfo::File_entry;
+
+    #[test]
+    fn rearms_only_expired_relative_periodic_timerfds() {
+        let dir = tempfile::tempdir().unwrap();
+        let expired = timerfd(1, (0, 0), (0, 10_000_000), 0);
+        let pending = timerfd(2, (0, 5_000), (0, 10_000_000), 0);
+        let one_shot = timerfd(3, (0, 0), (0, 0), 0);
+        let absolute = timerfd(4, (0, 0), (1, 0), TFD_TIMER_ABSTIME);
+        let img = files_image(&[
+            expired.clone(),
+            pending.clone(),
+            one_shot.clone(),
+            absolute.clone(),
+        ]);
+        std::fs::write(dir.path().join("files.img"), &img).unwrap();
+
+        assert_eq!(rearm_expired_timerfds(dir.path()).unwrap(), vec![1]);
+        let mut want = expired;
+        want.tfd.as_mut().unwrap().set_vnsec(10_000_000);
+        let fixed = std::fs::read(dir.path().join("files.img")).unwrap();
+        assert_eq!(fixed, files_image(&[want, pending, one_shot, absolute]));
+        // Idempotent.
+        assert!(rearm_expired_timerfds(dir.path()).unwrap().is_empty());
+        assert_eq!(std::fs::read(dir.path().join("files.img")).unwrap(), fixed);
+    }
+
+    #[test]
+    fn timerfd_fixup_tolerates_no_files_image_and_rejects_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(rearm_expired_timerfds(dir.path()).unwrap().is_empty());
+        std::fs::write(dir.path().join("files.img"), b"not an image").unwrap();
+        assert!(rearm_expired_timerfds(dir.path()).is_err());
     }
 
     #[test]

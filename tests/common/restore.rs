@@ -1,0 +1,612 @@
+//! Helpers of `tests/checkpoint_restore.rs`: the `reel` binary and a private store to run it
+//! with, reading a checkpoint archive back, and restoring a checkpoint's images with
+//! `runc restore` into a new container that is always removed.
+//!
+//! Include it with `#[path = "common/restore.rs"] mod restore;` next to `mod common;` (it uses
+//! `crate::common`). Needs the dev-dependencies `serde_json`, `tempfile`, `sha2`, `hex`, `tar`
+//! and `criu-sys`.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::common;
+
+// ---------------------------------------------------------------------------------------------
+// The reel binary
+// ---------------------------------------------------------------------------------------------
+
+/// The `reel` binary the tests run.
+///
+/// `$REEL_BIN` when set (it must exist). Otherwise `reel` next to this test's target profile
+/// directory (`<target>/<profile>/reel`, where `cargo build --workspace` puts it), first
+/// brought up to date with `cargo build -p reel-cli` run by the cargo that runs this test
+/// (`$CARGO`), with the same target dir and profile: a no-op when `scripts/test.sh` has built
+/// the workspace, and what makes a bare `cargo test --test checkpoint_restore` test the current
+/// sources. Panics, saying what to do, when no binary can be found or built.
+pub fn reel_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("REEL_BIN") {
+            let p = PathBuf::from(p);
+            assert!(
+                p.is_file(),
+                "REEL_BIN={} is not a file; unset it or build reel (cargo build -p reel-cli)",
+                p.display()
+            );
+            return p;
+        }
+        let exe = std::env::current_exe().expect("the test executable's path");
+        // <target>/[<triple>/]<profile>/deps/<test>-<hash>
+        let profile_dir = exe
+            .parent()
+            .filter(|d| d.file_name().is_some_and(|n| n == "deps"))
+            .and_then(Path::parent)
+            .unwrap_or_else(|| {
+                panic!(
+                    "cannot find the target profile directory above {}; set REEL_BIN to the \
+                     reel binary",
+                    exe.display()
+                )
+            })
+            .to_path_buf();
+        let bin = profile_dir.join("reel");
+        build_reel(&profile_dir);
+        assert!(
+            bin.is_file(),
+            "no reel binary at {}: build it with `cargo build -p reel-cli` (same \
+             CARGO_TARGET_DIR and profile as the tests) or set REEL_BIN",
+            bin.display()
+        );
+        bin
+    })
+}
+
+/// `cargo build -p reel-cli --bin reel` into the target dir and profile of `profile_dir`.
+fn build_reel(profile_dir: &Path) {
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    let parent = profile_dir.parent().expect("the profile dir has a parent");
+    // Cargo marks its target dir with CACHEDIR.TAG; one level more means `--target <triple>`.
+    let (target_dir, triple) = if parent.join("CACHEDIR.TAG").is_file() {
+        (parent.to_path_buf(), None)
+    } else {
+        let up = parent.parent().expect("the target dir");
+        (
+            up.to_path_buf(),
+            parent.file_name().map(|t| t.to_string_lossy().into_owned()),
+        )
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "-p", "reel-cli", "--bin", "reel", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(common::repo_root())
+        .stdin(Stdio::null());
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    if let Some(t) = &triple {
+        cmd.args(["--target", t]);
+    }
+    let started = Instant::now();
+    let out = cmd.output();
+    match out {
+        Ok(o) if o.status.success() => {
+            eprintln!(
+                "reel binary up to date ({:?}: {:.1}s)",
+                cmd,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(o) => panic!(
+            "building reel failed ({:?}, {}):\n{}",
+            cmd,
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => {
+            // No cargo here (e.g. test binaries copied elsewhere): use what was built.
+            eprintln!(
+                "warning: cannot run {} to build reel ({e}); using the reel binary as built",
+                Path::new(&cargo).display()
+            );
+        }
+    }
+}
+
+/// A private checkpoint store (`<dir>/store`, created by reel itself) and a way to run reel
+/// against it.
+#[derive(Debug)]
+pub struct Reel {
+    pub store: PathBuf,
+    base: tempfile::TempDir,
+}
+
+impl Reel {
+    pub fn new(prefix: &str) -> Reel {
+        // Found (and built) now, not in the middle of a timed step.
+        reel_bin();
+        let parent = common::test_dir().join("stores");
+        fs::create_dir_all(&parent).unwrap();
+        let base = tempfile::Builder::new()
+            .prefix(&format!("{}.", common::unique_name(prefix)))
+            .tempdir_in(&parent)
+            .unwrap();
+        Reel {
+            store: base.path().join("store"),
+            base,
+        }
+    }
+
+    /// A scratch directory next to the store, removed with it.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let p = self.base.path().join(name);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&p)
+            .unwrap();
+        p
+    }
+
+    /// Runs `reel --root <store> ARGS`, whatever its exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(reel_bin());
+        cmd.arg("--root").arg(&self.store).args(args);
+        cmd.stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    }
+
+    /// `reel create checkpoint POD [CONTAINER] -n NS EXTRA... -o json`, whatever its status.
+    pub fn create(&self, ns: &str, pod: &str, container: Option<&str>, extra: &[&str]) -> Output {
+        let mut args = vec!["create", "checkpoint", pod];
+        args.extend(container);
+        args.extend(["-n", ns, "-o", "json"]);
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    /// [`Reel::create`] that must succeed; returns reel's JSON answer.
+    pub fn create_ok(&self, ns: &str, pod: &str, container: Option<&str>, extra: &[&str]) -> Value {
+        let started = Instant::now();
+        let out = self.create(ns, pod, container, extra);
+        assert!(
+            out.status.success(),
+            "reel create checkpoint {ns}/{pod}/{container:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "reel's -o json answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        eprintln!(
+            "checkpoint {} of {ns}/{pod}: {} bytes, frozen {} ms, reel ran {:.2}s",
+            v["id"],
+            v["size"],
+            v["frozen_ms"],
+            started.elapsed().as_secs_f64()
+        );
+        v
+    }
+
+    /// The names in the store directory (empty when reel never created it).
+    pub fn store_entries(&self) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(&self.store) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Container processes
+// ---------------------------------------------------------------------------------------------
+
+/// Process args running `args` (words without spaces or shell characters) with stdin, stdout
+/// and stderr on the container's own `/dev/null`.
+///
+/// [`common::run_oci`] starts runc/crun containers with their stdio on files of the host.
+/// CRIU cannot dump an fd on a file outside the container's mounts ("Can't lookup mount=N for
+/// fd=1 path=<host log>"), and `runc checkpoint` fails on such a container exactly the same
+/// way, so checkpointed runc/crun test containers redirect their stdio first (containerd gives
+/// its containers pipes, which CRIU dumps and runc restore reconnects).
+pub fn detached_stdio(args: &[&str]) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("exec </dev/null >/dev/null 2>&1; exec {}", args.join(" ")),
+    ]
+}
+
+/// The first line of a file as a number (the counter's and the sentinel's format).
+pub fn read_counter(path: &Path) -> Option<u64> {
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Waits until the counter in `path` passes `above`; returns the value seen.
+pub fn wait_counter_above(path: &Path, above: u64, timeout: Duration) -> u64 {
+    common::wait_for(
+        timeout,
+        &format!("the counter in {} to pass {above}", path.display()),
+        || read_counter(path).filter(|v| *v > above),
+    )
+}
+
+/// `/proc/<pid>/root/<path>`.
+pub fn in_root(pid: i32, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root")).join(path.trim_start_matches('/'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archives
+// ---------------------------------------------------------------------------------------------
+
+/// One tar member, with its content.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub kind: tar::EntryType,
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+impl Member {
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.data)
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// A checkpoint archive read back in full, in archive order.
+#[derive(Debug)]
+pub struct Archive {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub members: Vec<Member>,
+}
+
+impl Archive {
+    pub fn read(path: &Path) -> Archive {
+        let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let mut members = Vec::new();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        for e in ar.entries().expect("a tar archive") {
+            let mut e = e.expect("a tar entry");
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            // The tar crate drops a directory's trailing slash; keep the name as stored.
+            let name = if e.header().entry_type().is_dir() && !name.ends_with('/') {
+                format!("{name}/")
+            } else {
+                name
+            };
+            let kind = e.header().entry_type();
+            let mode = e.header().mode().unwrap();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            members.push(Member {
+                name,
+                kind,
+                mode,
+                data,
+            });
+        }
+        Archive {
+            path: path.to_path_buf(),
+            bytes,
+            members,
+        }
+    }
+
+    pub fn member(&self, name: &str) -> &Member {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} has no member {name}; members: {:?}",
+                    self.path.display(),
+                    self.names()
+                )
+            })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.members.iter().any(|m| m.name == name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.members.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    pub fn json(&self, name: &str) -> Value {
+        serde_json::from_slice(&self.member(name).data)
+            .unwrap_or_else(|e| panic!("member {name} is not JSON: {e}"))
+    }
+
+    /// Writes `checkpoint/*` into `<dir>/checkpoint` (mode 0700) and returns that directory.
+    pub fn unpack_images(&self, dir: &Path) -> PathBuf {
+        let images = dir.join("checkpoint");
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&images)
+            .unwrap();
+        for m in &self.members {
+            let Some(file) = m.name.strip_prefix("checkpoint/") else {
+                continue;
+            };
+            if file.is_empty() {
+                continue;
+            }
+            assert!(
+                !file.contains('/') && file != ".." && m.kind.is_file(),
+                "unexpected image member {}",
+                m.name
+            );
+            fs::write(images.join(file), &m.data).unwrap();
+            fs::set_permissions(images.join(file), fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        images
+    }
+
+    /// The entries of `rootfs-diff.tar`: (path, content).
+    pub fn rootfs_diff(&self) -> Vec<(String, Vec<u8>)> {
+        let data = &self.member("rootfs-diff.tar").data;
+        let mut out = Vec::new();
+        let mut ar = tar::Archive::new(&data[..]);
+        for e in ar.entries().expect("rootfs-diff.tar is a tar") {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut content = Vec::new();
+            e.read_to_end(&mut content).unwrap();
+            out.push((name, content));
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRIU images
+// ---------------------------------------------------------------------------------------------
+
+/// The regular files the dumped tasks had open or mapped, as `files.img` records them:
+/// (path inside the container without the leading `/`, size CRIU will insist on at restore).
+pub fn regular_files(images: &Path) -> Vec<(String, Option<u64>)> {
+    use criu_sys::proto::fdinfo::File_entry;
+    use criu_sys::protobuf::Message;
+
+    let bytes = fs::read(images.join("files.img")).expect("files.img");
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(word(0), 0x5456_4319, "files.img: bad magic");
+    let mut out = Vec::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let len = word(at) as usize;
+        let e = File_entry::parse_from_bytes(&bytes[at + 4..at + 4 + len]).expect("a file entry");
+        at += 4 + len;
+        if let Some(r) = e.reg.as_ref() {
+            let size = r.has_size().then(|| r.size());
+            out.push((r.name().trim_start_matches('/').to_string(), size));
+        }
+    }
+    out
+}
+
+/// The size CRIU recorded for the open file `path` (inside the container).
+pub fn dumped_size(images: &Path, path: &str) -> u64 {
+    let want = path.trim_start_matches('/');
+    let files = regular_files(images);
+    files
+        .iter()
+        .find(|(n, _)| n == want)
+        .and_then(|(_, s)| *s)
+        .unwrap_or_else(|| panic!("files.img records no size for {path}: {files:?}"))
+}
+
+/// Writes a counter file of exactly `size` bytes holding 0 (`00…0\n`): CRIU restores an open
+/// file only when its size is the one at dump time, and a restored counter overwrites the
+/// zeros with its own value, which proves it was the restored process that wrote it.
+pub fn write_zero_counter(path: &Path, size: u64) {
+    assert!(size >= 2, "a counter file of {size} bytes");
+    let mut s = "0".repeat(size as usize - 1);
+    s.push('\n');
+    fs::write(path, s).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restoring with runc
+// ---------------------------------------------------------------------------------------------
+
+/// A copy of the bundle directory `src` (its `config.json` and, when it lives there, its
+/// rootfs) for container `id`, under the test dir; `linux.cgroupsPath` becomes
+/// `/reel-test/<id>`. Returns the owning temp dir and the bundle path.
+pub fn copy_bundle(src: &Path, id: &str) -> (tempfile::TempDir, PathBuf) {
+    let base = common::test_dir().join("bundles");
+    fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{id}."))
+        .tempdir_in(&base)
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bundle = dir.path().join("bundle");
+    common::copy_tree(src, &bundle);
+    let config = bundle.join("config.json");
+    let mut spec: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    spec["linux"]["cgroupsPath"] = Value::from(format!("/reel-test/{id}"));
+    fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    (dir, bundle)
+}
+
+/// A container restored by `runc restore`: deleted (killed first) when dropped, then its
+/// bundle and work directory are removed. On a panic the work dir (restore.log) is kept.
+#[derive(Debug)]
+pub struct Restored {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// runc's output and CRIU's `restore.log`.
+    pub work: PathBuf,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Restored {
+    /// The restored init's host pid.
+    pub fn pid(&self) -> i32 {
+        let s = runc_state(&self.id).unwrap_or_else(|| panic!("{}: no runc state", self.id));
+        assert!(
+            s.0 == "running",
+            "restored container {} is {}: {}",
+            self.id,
+            s.0,
+            self.diagnostics()
+        );
+        s.1
+    }
+
+    /// runc's output and the errors of CRIU's restore log, for assertion messages.
+    pub fn diagnostics(&self) -> String {
+        let runc = fs::read_to_string(self.work.join("runc.log")).unwrap_or_default();
+        let log = fs::read_to_string(self.work.join("restore.log")).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+        format!(
+            "runc: {}\nrestore.log errors:\n{}",
+            runc.trim(),
+            errors.join("\n")
+        )
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .args(["delete", "-f", &self.id])
+            .stdin(Stdio::null())
+            .output();
+        if runc_state(&self.id).is_some() {
+            std::thread::sleep(Duration::from_millis(200));
+            let out = Command::new("runc")
+                .args(["delete", "-f", &self.id])
+                .stdin(Stdio::null())
+                .output();
+            if runc_state(&self.id).is_some() {
+                eprintln!(
+                    "warning: could not delete restored container {}: {out:?}",
+                    self.id
+                );
+            }
+        }
+        if std::thread::panicking() {
+            for d in self.dirs.drain(..) {
+                eprintln!("restore files kept in {}", d.keep().display());
+            }
+        }
+    }
+}
+
+/// (status, pid) from `runc state`.
+pub fn runc_state(id: &str) -> Option<(String, i32)> {
+    let out = Command::new("runc")
+        .args(["state", id])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        v["status"].as_str()?.to_string(),
+        v["pid"].as_i64().unwrap_or(0) as i32,
+    ))
+}
+
+/// `runc restore -d` of `images` into container `id` from the bundle copy `bundle` (see
+/// [`copy_bundle`], whose temp dir `bundle_dir` the result owns). Panics with runc's output
+/// and CRIU's errors when the restore fails; the container is removed in every case.
+pub fn runc_restore(
+    images: &Path,
+    bundle_dir: tempfile::TempDir,
+    bundle: &Path,
+    id: &str,
+) -> Restored {
+    let work_dir = tempfile::Builder::new()
+        .prefix(&format!("{id}.work."))
+        .tempdir_in(common::test_dir())
+        .unwrap();
+    let work = work_dir.path().to_path_buf();
+    let restored = Restored {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        work: work.clone(),
+        dirs: vec![bundle_dir, work_dir],
+    };
+    let log = fs::File::create(work.join("runc.log")).unwrap();
+    let started = Instant::now();
+    let status = Command::new("runc")
+        .arg("restore")
+        .arg("--image-path")
+        .arg(images)
+        .arg("--work-path")
+        .arg(&work)
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("-d")
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .expect("run runc restore");
+    assert!(
+        status.success(),
+        "runc restore of {} into {id} failed ({status}):\n{}",
+        images.display(),
+        restored.diagnostics()
+    );
+    common::wait_for(
+        Duration::from_secs(20),
+        &format!("restored container {id} to run"),
+        || runc_state(id).filter(|s| s.0 == "running"),
+    );
+    eprintln!(
+        "runc restored {id} in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    restored
+}
