@@ -111,6 +111,56 @@ impl EntryState {
         }
         result
     }
+
+    /// Thaw if still active, for a process about to die: the watchdog is not told `done` but
+    /// leaked, so it fires (and re-thaws after CRIU) when the process is gone.
+    fn thaw_leaving_watchdog_armed(&mut self, freezer: &Freezer) -> Result<()> {
+        if !self.active {
+            return Ok(());
+        }
+        self.active = false;
+        let result = freezer.cgroup().thaw(self.thaw_timeout);
+        if let Some(watchdog) = self.watchdog.take() {
+            std::mem::forget(watchdog);
+        }
+        result
+    }
+}
+
+/// Whether this process has a child that is not one of `watchdogs` (that is, a CRIU). Scans
+/// `/proc/<pid>/stat` (`/proc/<pid>/task/<tid>/children` needs CONFIG_PROC_CHILDREN).
+fn child_other_than(watchdogs: &[i32]) -> bool {
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        ppid == Some(me.as_str()) && !watchdogs.contains(&pid)
+    })
+}
+
+/// Whether a task of the freezer's cgroup is traced (CRIU seizes the tasks it dumps).
+fn any_task_traced(freezer: &Freezer) -> bool {
+    let list = match freezer.kind() {
+        super::CgroupKind::V1 => "tasks",
+        super::CgroupKind::V2 => "cgroup.threads",
+    };
+    let tasks = std::fs::read_to_string(freezer.path().join(list)).unwrap_or_default();
+    tasks.split_whitespace().any(|tid| {
+        std::fs::read_to_string(format!("/proc/{tid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .is_some_and(|v| v.trim() != "0")
+    })
 }
 
 struct Registry {
@@ -181,9 +231,23 @@ pub(crate) fn on_signal(sig: i32) {
         guards = reg.entries.len(),
         "signal received while cgroups are frozen: thawing them, then exiting"
     );
+    let watchdogs: Vec<i32> = reg
+        .entries
+        .iter()
+        .filter_map(|e| e.lock().watchdog.as_ref().map(Watchdog::pid))
+        .collect();
     for entry in &reg.entries {
         let mut state = entry.lock();
-        if let Err(e) = state.thaw(&entry.freezer) {
+        // A CRIU still working on the cgroup would freeze it again when it lets the tasks go
+        // (it restores the state it found, FROZEN): then leave the watchdog armed, so that it
+        // fires when this process is gone and thaws again after CRIU (see `watchdog`).
+        let criu_busy = child_other_than(&watchdogs) || any_task_traced(&entry.freezer);
+        let result = if criu_busy {
+            state.thaw_leaving_watchdog_armed(&entry.freezer)
+        } else {
+            state.thaw(&entry.freezer)
+        };
+        if let Err(e) = result {
             tracing::error!(cgroup = %entry.freezer.path().display(), error = %e, "cannot thaw on signal");
             eprintln!("reel: cannot thaw {}: {e}", entry.freezer.path().display());
         }

@@ -6,13 +6,14 @@
 //! Before reel freezes a cgroup it makes a pipe (both ends close-on-exec) and starts
 //! `/bin/sh -c SCRIPT reel-freeze-watchdog <file> <value>` with the pipe's read end as its
 //! stdin. Only reel holds the write end: close-on-exec keeps it out of CRIU and every other
-//! program reel runs. The script is:
+//! program reel runs. The script ([`SCRIPT`]) is, in short:
 //!
 //! ```sh
 //! trap '' HUP INT QUIT TERM PIPE
 //! line=; IFS= read -r line
 //! [ "$line" = done ] && exit 0
 //! echo "$2" > "$1"
+//! # then linger while CRIU still traces the cgroup's tasks, see below
 //! ```
 //!
 //! * `read` returns when reel writes a line, or at end of file when the last copy of the
@@ -22,6 +23,12 @@
 //!   watchdog outlives a normal run.
 //! * Otherwise (end of file: reel died; or [`Watchdog::fire`]) it writes the thaw value:
 //!   `THAWED` into `freezer.state` (v1) or `0` into `cgroup.freeze` (v2).
+//! * After thawing it stays (at most [`LINGER_LIMIT`]) while any task of the cgroup is traced,
+//!   thawing again every 100 ms, and ends once none has been for half a second. The tracer is
+//!   CRIU, still dumping when reel died: CRIU restores the freezer state it found when it lets
+//!   the tasks go, and it found the cgroup FROZEN (reel froze it), so without this the
+//!   container would be frozen again for good a moment after the watchdog thawed it. (Found by
+//!   `tests/checkpoint_robust.rs`: SIGKILL of reel during a dump.)
 //! * It runs in its own session (`setsid`), so Ctrl-C on reel's terminal (SIGINT to reel's
 //!   process group) and the terminal's hangup do not reach it, and it ignores
 //!   HUP/INT/QUIT/TERM so a `kill` aimed at reel's whole cgroup (systemd stop) does not
@@ -44,15 +51,42 @@ pub const SHELL: &str = "/bin/sh";
 /// `argv[0]` of the watchdog: `ps` shows `reel-freeze-watchdog <file> <value>`.
 pub const ARGV0: &str = "reel-freeze-watchdog";
 
-/// The script; `$1` is the file to write, `$2` the value.
+/// The script; `$1` is the file to write, `$2` the value. After the thaw it lingers while a
+/// task of the cgroup (`tasks` on v1, `cgroup.threads` on v2, beside `$1`) is traced, as
+/// described in the module documentation; 36000 rounds of 100 ms is [`LINGER_LIMIT`].
 pub const SCRIPT: &str = "trap '' HUP INT QUIT TERM PIPE
 line=
 IFS= read -r line
 [ \"$line\" = done ] && exit 0
-echo \"$2\" > \"$1\" && exit 0
-echo \"reel-freeze-watchdog: could not thaw $1\" >&2
-exit 1
+if ! echo \"$2\" > \"$1\"; then
+  echo \"reel-freeze-watchdog: could not thaw $1\" >&2
+  exit 1
+fi
+tasks=${1%/*}/tasks
+[ -f \"$tasks\" ] || tasks=${1%/*}/cgroup.threads
+traced() {
+  while read -r t; do
+    while read -r k v; do
+      [ \"$k\" = TracerPid: ] || continue
+      [ \"$v\" = 0 ] || return 0
+      break
+    done < \"/proc/$t/status\"
+  done < \"$tasks\"
+  return 1
+} 2>/dev/null
+quiet=0
+n=0
+while [ $quiet -lt 5 ] && [ $n -lt 36000 ]; do
+  sleep 0.1
+  n=$((n + 1))
+  if traced; then quiet=0; else quiet=$((quiet + 1)); fi
+  echo \"$2\" 2>/dev/null > \"$1\" || exit 0
+done
+exit 0
 ";
+
+/// The longest a fired watchdog stays to re-thaw after CRIU (see the module documentation).
+pub const LINGER_LIMIT: Duration = Duration::from_secs(3600);
 
 /// How long to wait for the watchdog to exit after `done` (or after [`Watchdog::fire`]).
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);

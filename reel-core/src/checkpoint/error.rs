@@ -33,10 +33,9 @@ pub enum CheckpointError {
         #[source]
         source: std::io::Error,
     },
+    // Durations as `1ms`, `312.5ms`, `1.2s`: a sub-second timeout must not read `0.0s`.
     #[error(
-        "gave up: the container was frozen for {:.1}s, past the {:.1}s timeout; it was thawed and runs on",
-        frozen_for.as_secs_f64(),
-        limit.as_secs_f64()
+        "gave up: the container was frozen for {frozen_for:.1?}, past the {limit:?} timeout; it was thawed and runs on"
     )]
     Timeout {
         limit: Duration,

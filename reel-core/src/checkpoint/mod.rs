@@ -28,7 +28,7 @@ use crate::archive::{
     self, ArchiveWriter, ConfigDump, ContainerIdentity, ManifestFields, Operator, RootfsDiffInfo,
     RootfsSource,
 };
-use crate::cgroups::{FreezeOptions, Freezer, Preference};
+use crate::cgroups::{FreezeOptions, Freezer, FreezerError, Preference};
 use crate::criu::{CgroupMode, Criu, CriuError, DumpStats, NotifyKind, Options};
 use crate::discovery::{Container, DiscoveryConfig};
 use crate::lock::{ContainerLock, Locker};
@@ -276,8 +276,21 @@ impl Checkpointer {
         let freezer = Freezer::for_pid(pid, opts.freezer)?;
         let criu_opts = self.dump_options(pid, &plan, &freezer, &stage, opts);
         let freeze_started = Instant::now();
-        let guard = freezer
-            .freeze_with(&FreezeOptions::default().timeout(opts.timeout.min(FREEZE_TIMEOUT)))?;
+        let guard = match freezer
+            .freeze_with(&FreezeOptions::default().timeout(opts.timeout.min(FREEZE_TIMEOUT)))
+        {
+            Ok(guard) => guard,
+            // The user's timeout bounded the wait for FROZEN and the freeze was rolled back:
+            // say that reel gave up, as for a timeout during the dump.
+            Err(FreezerError::FreezeTimeout { elapsed, .. }) if opts.timeout <= FREEZE_TIMEOUT => {
+                return Err(CheckpointError::Timeout {
+                    limit: opts.timeout,
+                    frozen_for: elapsed,
+                }
+                .into())
+            }
+            Err(e) => return Err(e.into()),
+        };
         let deadline = freeze_started + opts.timeout;
         let dumped = self.criu.dump_with(&criu_opts, |n| {
             // post-dump is CRIU's last safe point: failing it keeps the tasks alive.
@@ -321,6 +334,14 @@ impl Checkpointer {
         guard.thaw()?;
         let frozen = freeze_started.elapsed();
         let diff = diff?;
+        // CRIU dumps an expired periodic timerfd in a state its restore turns into a disarmed
+        // timer (see plan::rearm_expired_timerfds): re-arm those entries before archiving. A
+        // failure only costs the timerfds of a later restore, never the checkpoint.
+        let rearmed_timerfds =
+            plan::rearm_expired_timerfds(&stage.images_dir()).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot check the timerfds of files.img");
+                Vec::new()
+            });
 
         let mut config =
             ConfigDump::new(c.id.clone(), c.name.clone(), c.created.unwrap_or(now), now);
@@ -342,7 +363,13 @@ impl Checkpointer {
                 image: c.image.clone(),
             },
             criu_frozen_time_us: stats.frozen_time.map(|d| d.as_micros() as u64),
-            dump_options: dump_options_record(opts, &plan),
+            dump_options: {
+                let mut m = dump_options_record(opts, &plan, &freezer);
+                if !rearmed_timerfds.is_empty() {
+                    m.insert("rearmed_timerfds".into(), rearmed_timerfds.into());
+                }
+                m
+            },
         };
         Ok(Dumped {
             stage,
@@ -395,6 +422,13 @@ impl Checkpointer {
     }
 }
 
+/// Removes the staging directories that killed runs left in `root` (a store directory): those
+/// whose run (the pid in the name) is gone. [`Checkpointer::dump`] does it too; this lets any
+/// command that opens the store clean up.
+pub fn clean_stale_stages(root: &Path) {
+    stage::clean_stale(root);
+}
+
 fn describe(c: &Container) -> String {
     format!("{}/{}/{} ({})", c.namespace, c.pod, c.name, c.id)
 }
@@ -420,11 +454,19 @@ fn write_descriptors(pid: i32, images_dir: &Path) -> Result<(), CheckpointError>
 fn dump_options_record(
     opts: &CheckpointOptions,
     plan: &DumpPlan,
+    freezer: &Freezer,
 ) -> BTreeMap<String, serde_json::Value> {
     let mut m = BTreeMap::new();
     if let Ok(serde_json::Value::Object(o)) = serde_json::to_value(opts) {
         m.extend(o);
     }
+    // Which freezer froze the container (`--freezer`): its cgroup version and directory, which
+    // is also CRIU's `freeze_cgroup`.
+    m.insert("freezer".into(), freezer.kind().to_string().into());
+    m.insert(
+        "freeze_cgroup".into(),
+        freezer.path().to_string_lossy().into_owned().into(),
+    );
     m.insert("leave_running".into(), true.into());
     m.insert("manage_cgroups_mode".into(), "soft".into());
     m.insert("orphan_pts_master".into(), true.into());
