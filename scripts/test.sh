@@ -16,6 +16,7 @@ step "set-up (packages, pinned CRIU)"
 
 step "containerd"
 ./scripts/containerd.sh start
+./scripts/s3-server.sh start >/dev/null
 
 step "format and lints"
 cargo fmt --all -- --check

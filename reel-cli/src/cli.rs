@@ -136,8 +136,8 @@ pub struct DumpFlags {
     /// Dump open but deleted files by linking them back (link remap).
     #[arg(long)]
     pub link_remap: bool,
-    /// The longest reel may keep the container frozen, e.g. 30s, 2m. Past it reel gives up,
-    /// thaws the container and says so.
+    /// The longest reel may keep the container frozen, e.g. 30s, 2m, 500ms. Past it reel gives
+    /// up, thaws the container and says so.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub timeout: String,
     /// Which cgroup freezer to use (auto: the container's v1 freezer if it has one, else v2).
@@ -218,7 +218,8 @@ pub struct DeleteCheckpoint {
 pub enum ExportNoun {
     /// Export a fresh or stored checkpoint as one archive.
     #[command(visible_alias = "checkpoints", visible_alias = "cp")]
-    Checkpoint(ExportCheckpoint),
+    // Boxed: its many flags would make every `Verb` as large (clippy::large_enum_variant).
+    Checkpoint(Box<ExportCheckpoint>),
 }
 
 #[derive(Debug, Args)]
@@ -230,11 +231,41 @@ pub struct ExportCheckpoint {
     #[arg(short, long, value_name = "NS")]
     pub namespace: Option<String>,
     /// Export a stored checkpoint instead of taking a new one.
-    #[arg(long, conflicts_with = "pod")]
+    #[arg(long, conflicts_with_all = ["pod", "container", "namespace", "keep"])]
     pub id: Option<String>,
-    /// A file, an existing directory, `-` for stdout, or s3://bucket/prefix/.
+    /// A file, an existing directory, `-` for stdout, or s3://bucket/prefix/ (a key ending in
+    /// `/` gets the default name `<id>.tar[.zst]`). Default: the current directory.
     #[arg(long, value_name = "DEST")]
     pub dest: Option<String>,
+    /// none, fast, default, better or best (zstd levels 1, 3, 9, 19 on every core). A name
+    /// ending in .tar means none, .tar.zst means zstd. Default: default.
+    #[arg(long, value_name = "LEVEL")]
+    pub compress: Option<String>,
+    /// Also keep the checkpoint in the store.
+    #[arg(long)]
+    pub keep: bool,
+    #[command(flatten)]
+    pub dump: DumpFlags,
+    /// S3 region (default: from the environment or the AWS config, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// An S3-compatible endpoint URL, e.g. https://minio.local:9000 (path-style addressing).
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(long, value_name = "ALGORITHM")]
+    pub s3_sse: Option<String>,
+    /// The KMS key for --s3-sse aws:kms.
+    #[arg(long, value_name = "KEY_ID")]
+    pub s3_sse_kms_key_id: Option<String>,
+    /// A PEM bundle of CAs to trust for the S3 endpoint (besides the system's).
+    #[arg(long, value_name = "FILE")]
+    pub s3_ca: Option<PathBuf>,
+    /// Where CRIU writes its images before they are archived (default: the store directory).
+    #[arg(long, value_name = "DIR")]
+    pub staging_dir: Option<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

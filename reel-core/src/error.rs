@@ -17,6 +17,8 @@ pub enum Error {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 /// `Result` with reel-core's [`Error`].

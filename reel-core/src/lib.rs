@@ -10,6 +10,7 @@
 //! * [`archive`]: the checkpoint archive layout the ecosystem reads (checkpointctl, runc).
 //! * [`store`]: the local checkpoint store (`<id>.tar` + `<id>.tar.sha256`).
 //! * [`checkpoint`]: the runc-compatible dump of a container, tying the modules together.
+//! * [`export`]: a checkpoint as one archive (plain or zstd) to a file, stdout or S3.
 //! * [`capabilities`]: whether checkpoints can work on this host, item by item.
 //!
 //! Every module has its own error enum; [`Error`] rolls them up.
@@ -20,6 +21,7 @@ pub mod cgroups;
 pub mod checkpoint;
 pub mod criu;
 pub mod discovery;
+pub mod export;
 pub mod lock;
 pub mod store;
 

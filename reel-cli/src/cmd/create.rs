@@ -31,13 +31,22 @@ pub fn options(flags: &DumpFlags) -> anyhow::Result<CheckpointOptions> {
     })
 }
 
+/// `--timeout`: a whole number and a unit, `ms`, `s`, `m`, `h` (or `d`, `w`), longer than zero.
 fn parse_timeout(s: &str) -> anyhow::Result<Duration> {
-    match reel_core::store::parse_age(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(usage(format!(
+    let parsed = match s.strip_suffix("ms") {
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            n.parse().ok().map(Duration::from_millis)
+        }
+        _ => reel_core::store::parse_age(s).ok(),
+    };
+    match parsed {
+        Some(d) if !d.is_zero() => Ok(d),
+        Some(_) => Err(usage(format!(
             "invalid --timeout {s:?}: it must be longer than zero"
         ))),
-        Err(e) => Err(usage(format!("invalid --timeout: {e}"))),
+        None => Err(usage(format!(
+            "invalid --timeout {s:?}: expected a whole number and a unit ms, s, m or h, e.g. 500ms, 30s, 2m"
+        ))),
     }
 }
 

@@ -37,10 +37,14 @@ pub fn store_root(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
 }
 
-/// Opens the store (creating it root-only when needed).
+/// Opens the store (creating it root-only when needed). Opening removes what killed runs left
+/// there: temp archives (the store does) and staging directories.
 pub fn open_store(cli: &Cli) -> anyhow::Result<Store> {
     let root = store_root(cli);
-    Store::open(&root).with_context(|| format!("opening the checkpoint store {}", root.display()))
+    let store = Store::open(&root)
+        .with_context(|| format!("opening the checkpoint store {}", root.display()))?;
+    reel_core::checkpoint::clean_stale_stages(store.root());
+    Ok(store)
 }
 
 /// The CRIU reel will use: `--criu`/`$REEL_CRIU`, else the pinned one, else PATH.

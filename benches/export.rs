@@ -1,0 +1,603 @@
+//! `cargo bench --bench export`: reel's export against the tools users have today, in one run
+//! on this machine (not part of the test suite; needs root, runc, podman, zstd and python3).
+//!
+//! For each N in `REEL_BENCH_GIB` (default `0.25,1,2`) a container holds N GiB of anonymous
+//! memory (half compressible text, half random) and ticks every millisecond, logging every
+//! stall longer than 5 ms (`tests/programs/memhog.c`). After one warm-up round of every tool,
+//! `REEL_BENCH_ROUNDS` (default 2) rounds alternate the tools, in a rotating order:
+//!
+//! * `reel export checkpoint --compress default` to a local `.tar.zst`;
+//! * the same to S3 (moto on loopback, `scripts/s3-server.sh`);
+//! * `runc checkpoint --leave-running` of the same container, then `tar | zstd -T0`;
+//! * `podman container checkpoint --leave-running --export` of a Podman-run (runc) container
+//!   running the same program.
+//!
+//! Each gets: the workload's longest stall (from its own log) and CRIU's frozen time, wall time,
+//! reel's peak memory (VmHWM of the reel process, sampled), peak temporary space (bytes under
+//! the directories the tool writes to, sampled), and the archive size; then the ratios against
+//! runc and podman. The table goes to stdout, the JSON to `<target>/bench-export.json`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/common/reel.rs"]
+mod reel;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{BundleBuilder, Container, Oci};
+use serde_json::{json, Value};
+
+const TOOLS: [&str; 4] = ["reel-local", "reel-s3", "runc+tar+zstd", "podman"];
+const IMAGE: &str = "localhost/reel-bench-memhog:latest";
+
+#[derive(Debug, Clone, Default)]
+struct Sample {
+    wall_s: f64,
+    stall_ms: f64,
+    criu_frozen_ms: Option<f64>,
+    reel_hwm_mib: Option<f64>,
+    temp_peak_mib: f64,
+    archive_mib: f64,
+    dump_mib: Option<f64>,
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1e3
+}
+
+fn sh(cmd: &str) -> std::process::Output {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Bytes of regular files under `dirs` (recursively; allocated size).
+fn usage(dirs: &[PathBuf]) -> u64 {
+    fn walk(p: &Path, total: &mut u64) {
+        let Ok(rd) = fs::read_dir(p) else { return };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                walk(&e.path(), total);
+            } else if m.is_file() {
+                use std::os::unix::fs::MetadataExt;
+                *total += m.blocks() * 512;
+            }
+        }
+    }
+    let mut t = 0;
+    for d in dirs {
+        walk(d, &mut t);
+    }
+    t
+}
+
+/// Samples the bytes under `dirs` (and the VmHWM of `pid`, when given) until stopped.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    peak_bytes: Arc<AtomicU64>,
+    hwm_kb: Arc<AtomicU64>,
+    pid: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(dirs: Vec<PathBuf>) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak_bytes = Arc::new(AtomicU64::new(0));
+        let hwm_kb = Arc::new(AtomicU64::new(0));
+        let pid = Arc::new(AtomicU64::new(0));
+        let (s, p, h, pd) = (
+            stop.clone(),
+            peak_bytes.clone(),
+            hwm_kb.clone(),
+            pid.clone(),
+        );
+        let base = usage(&dirs);
+        let thread = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let pid = pd.load(Ordering::Relaxed);
+                if pid != 0 {
+                    if let Some(kb) = vm_hwm_kb(pid as i32) {
+                        h.fetch_max(kb, Ordering::Relaxed);
+                    }
+                }
+                if n.is_multiple_of(4) {
+                    p.fetch_max(usage(&dirs).saturating_sub(base), Ordering::Relaxed);
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Sampler {
+            stop,
+            peak_bytes,
+            hwm_kb,
+            pid,
+            thread: Some(thread),
+        }
+    }
+
+    fn watch(&self, pid: u32) {
+        self.pid.store(u64::from(pid), Ordering::Relaxed);
+    }
+
+    fn finish(mut self) -> (f64, Option<f64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let hwm = self.hwm_kb.load(Ordering::Relaxed);
+        (
+            self.peak_bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
+            (hwm > 0).then_some(hwm as f64 / 1024.0),
+        )
+    }
+}
+
+fn vm_hwm_kb(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The longest stall the workload logged between `from` and `to` (realtime ms).
+fn stall_between(log: &Path, from: f64, to: f64) -> f64 {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let at: f64 = f.next()?.parse().ok()?;
+            let gap: f64 = f.next()?.parse().ok()?;
+            (at >= from && at <= to).then_some(gap)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// A workload under test: a runc container (reel and runc use it) and a podman one.
+struct Workload {
+    runc: Container,
+    podman: String,
+    podman_pid: i32,
+}
+
+impl Workload {
+    fn stalls_runc(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root/tmp/memhog.stalls", self.runc.pid()))
+    }
+    fn stalls_podman(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root/tmp/memhog.stalls", self.podman_pid))
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "0", &self.podman])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn memhog_cmd(mib: u64) -> String {
+    format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null")
+}
+
+fn ensure_podman_image() {
+    let exists = Command::new("podman")
+        .args(["image", "exists", IMAGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    let stamp = common::test_dir().join("podman-image.rootfs");
+    let rootfs = common::rootfs_template();
+    let current = fs::read_to_string(&stamp).unwrap_or_default() == rootfs.to_string_lossy();
+    if exists && current {
+        return;
+    }
+    sh(&format!(
+        "tar -C {} -cf - . | podman import - {IMAGE} >/dev/null",
+        rootfs.display()
+    ));
+    fs::write(stamp, rootfs.to_string_lossy().as_bytes()).unwrap();
+}
+
+fn start_workload(mib: u64) -> Workload {
+    let bundle = BundleBuilder::new("bench")
+        .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
+        .build();
+    let runc = common::run_oci(Oci::Runc, None, bundle);
+    ensure_podman_image();
+    let name = common::unique_name("bench-podman");
+    sh(&format!(
+        "podman run -d --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
+         --name {name} {IMAGE} /bin/sh -c '{}' >/dev/null",
+        memhog_cmd(mib)
+    ));
+    let pid: i32 = String::from_utf8_lossy(
+        &sh(&format!("podman inspect -f '{{{{.State.Pid}}}}' {name}")).stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let w = Workload {
+        runc,
+        podman: name,
+        podman_pid: pid,
+    };
+    common::wait_for(
+        Duration::from_secs(300),
+        "the workloads to fill memory",
+        || {
+            (w.runc.read_file("/tmp/memhog.ready").is_some()
+                && fs::metadata(format!("/proc/{pid}/root/tmp/memhog.ready")).is_ok())
+            .then_some(())
+        },
+    );
+    w
+}
+
+struct Env {
+    store: reel::TestStore,
+    scratch: tempfile::TempDir,
+    s3_dir: tempfile::TempDir,
+    s3_env: BTreeMap<String, String>,
+}
+
+fn run_reel(env: &Env, w: &Workload, to_s3: bool) -> Sample {
+    let out_dir = env.scratch.path().join("reel-out");
+    let _ = fs::remove_dir_all(&out_dir);
+    fs::create_dir_all(&out_dir).unwrap();
+    let dest = if to_s3 {
+        format!("s3://{}/bench/", env.s3_env["REEL_S3_BUCKET"])
+    } else {
+        out_dir.to_string_lossy().into_owned()
+    };
+    let mut cmd = env.store.cmd(&[
+        "export",
+        "checkpoint",
+        &w.runc.id,
+        "-n",
+        "runc",
+        "--dest",
+        &dest,
+        "--compress",
+        "default",
+        "-o",
+        "json",
+    ]);
+    if to_s3 {
+        cmd.arg("--s3-endpoint")
+            .arg(&env.s3_env["REEL_S3_ENDPOINT"]);
+        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+            cmd.env(k, &env.s3_env[k]);
+        }
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    cmd.stdin(Stdio::null());
+    let sampler = Sampler::start(vec![env.store.root(), out_dir.clone()]);
+    let from = now_ms();
+    let started = Instant::now();
+    let run = reel::Running::spawn(&mut cmd);
+    sampler.watch(run.child.id());
+    let out = run.wait(Duration::from_secs(1800));
+    let wall = started.elapsed().as_secs_f64();
+    let to = now_ms();
+    let (temp, hwm) = sampler.finish();
+    out.ok();
+    let j: Value = out.json();
+    std::thread::sleep(Duration::from_millis(50));
+    let stall = stall_between(&w.stalls_runc(), from, to + 200.0);
+    let _ = fs::remove_dir_all(&out_dir);
+    Sample {
+        wall_s: wall,
+        stall_ms: stall,
+        criu_frozen_ms: j["criu_frozen_ms"].as_f64(),
+        reel_hwm_mib: hwm,
+        temp_peak_mib: temp,
+        archive_mib: j["archive_bytes"].as_f64().unwrap() / (1 << 20) as f64,
+        dump_mib: j["tar_bytes"].as_f64().map(|b| b / (1 << 20) as f64),
+    }
+}
+
+fn run_runc(env: &Env, w: &Workload) -> Sample {
+    let dir = env.scratch.path().join("runc");
+    let _ = fs::remove_dir_all(&dir);
+    let images = dir.join("images");
+    fs::create_dir_all(&images).unwrap();
+    let archive = dir.join("out.tar.zst");
+    let sampler = Sampler::start(vec![dir.clone()]);
+    let from = now_ms();
+    let started = Instant::now();
+    sh(&format!(
+        "runc checkpoint --leave-running --image-path {img} --work-path {img} {id} && \
+         tar -C {img} -cf - . | zstd -q -T0 -3 -o {out}",
+        img = images.display(),
+        id = w.runc.id,
+        out = archive.display()
+    ));
+    let wall = started.elapsed().as_secs_f64();
+    let to = now_ms();
+    let (temp, _) = sampler.finish();
+    std::thread::sleep(Duration::from_millis(50));
+    let stall = stall_between(&w.stalls_runc(), from, to + 200.0);
+    let frozen = reel_core::criu::read_dump_stats(&images.join("stats-dump"))
+        .ok()
+        .and_then(|s| s.frozen_time)
+        .map(|d| d.as_secs_f64() * 1e3);
+    let size = fs::metadata(&archive).unwrap().len();
+    let _ = fs::remove_dir_all(&dir);
+    Sample {
+        wall_s: wall,
+        stall_ms: stall,
+        criu_frozen_ms: frozen,
+        reel_hwm_mib: None,
+        temp_peak_mib: temp,
+        archive_mib: size as f64 / (1 << 20) as f64,
+        dump_mib: None,
+    }
+}
+
+fn run_podman(env: &Env, w: &Workload) -> Sample {
+    let dir = env.scratch.path().join("podman");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("out.tar.zst");
+    let userdata = PathBuf::from(
+        String::from_utf8_lossy(
+            &sh(&format!(
+                "podman inspect -f '{{{{.StaticDir}}}}' {}",
+                w.podman
+            ))
+            .stdout,
+        )
+        .trim(),
+    );
+    let sampler = Sampler::start(vec![dir.clone(), userdata]);
+    let from = now_ms();
+    let started = Instant::now();
+    let out = sh(&format!(
+        "podman container checkpoint --leave-running --print-stats --export {} {}",
+        archive.display(),
+        w.podman
+    ));
+    let wall = started.elapsed().as_secs_f64();
+    let to = now_ms();
+    let (temp, _) = sampler.finish();
+    std::thread::sleep(Duration::from_millis(50));
+    let stall = stall_between(&w.stalls_podman(), from, to + 200.0);
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let frozen = stats["container_statistics"][0]["criu_statistics"]["frozen_time"]
+        .as_f64()
+        .map(|us| us / 1e3);
+    let size = fs::metadata(&archive).unwrap().len();
+    let _ = fs::remove_dir_all(&dir);
+    Sample {
+        wall_s: wall,
+        stall_ms: stall,
+        criu_frozen_ms: frozen,
+        reel_hwm_mib: None,
+        temp_peak_mib: temp,
+        archive_mib: size as f64 / (1 << 20) as f64,
+        dump_mib: None,
+    }
+}
+
+fn run_tool(env: &Env, w: &Workload, tool: &str) -> Sample {
+    match tool {
+        "reel-local" => run_reel(env, w, false),
+        "reel-s3" => run_reel(env, w, true),
+        "runc+tar+zstd" => run_runc(env, w),
+        "podman" => run_podman(env, w),
+        _ => unreachable!(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn summarize(samples: &[Sample]) -> Value {
+    let m = |f: &dyn Fn(&Sample) -> Option<f64>| {
+        let v: Vec<f64> = samples.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| (median(v) * 1000.0).round() / 1000.0)
+    };
+    json!({
+        "wall_s": m(&|s| Some(s.wall_s)),
+        "stall_ms": m(&|s| Some(s.stall_ms)),
+        "criu_frozen_ms": m(&|s| s.criu_frozen_ms),
+        "reel_peak_rss_mib": samples.iter().filter_map(|s| s.reel_hwm_mib).reduce(f64::max),
+        "temp_peak_mib": samples.iter().map(|s| s.temp_peak_mib).reduce(f64::max),
+        "archive_mib": m(&|s| Some(s.archive_mib)),
+        "dump_mib": m(&|s| s.dump_mib),
+        "rounds": samples.len(),
+        "samples": samples.iter().map(|s| json!({
+            "wall_s": s.wall_s, "stall_ms": s.stall_ms, "criu_frozen_ms": s.criu_frozen_ms,
+            "reel_peak_rss_mib": s.reel_hwm_mib, "temp_peak_mib": s.temp_peak_mib,
+            "archive_mib": s.archive_mib,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn f(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.2}"),
+        None => "-".into(),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    common::require_root();
+    let gibs: Vec<f64> = std::env::var("REEL_BENCH_GIB")
+        .unwrap_or_else(|_| "0.25,1,2".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("REEL_BENCH_GIB: numbers"))
+        .collect();
+    let rounds: usize = std::env::var("REEL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    eprintln!("building the reel binary (release) ...");
+    let _ = reel::reel_bin();
+    let scratch = tempfile::Builder::new()
+        .prefix("reel-bench.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let s3_dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    sh(&format!(
+        "{} start --port {port} --dir {} >/dev/null",
+        common::repo_root().join("scripts/s3-server.sh").display(),
+        s3_dir.path().display()
+    ));
+    let mut s3_env = BTreeMap::new();
+    for line in fs::read_to_string(s3_dir.path().join("env"))
+        .unwrap()
+        .lines()
+    {
+        if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+            s3_env.insert(k.to_string(), v.to_string());
+        }
+    }
+    let env = Env {
+        store: reel::TestStore::new(),
+        scratch,
+        s3_dir,
+        s3_env,
+    };
+
+    let mut results = Vec::new();
+    for &gib in &gibs {
+        let mib = (gib * 1024.0).round() as u64;
+        eprintln!("== N = {gib} GiB: starting the workloads ({mib} MiB each) ...");
+        let w = start_workload(mib);
+        eprintln!("   warm-up round ...");
+        for t in TOOLS {
+            run_tool(&env, &w, t);
+        }
+        let mut by_tool: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+        for r in 0..rounds {
+            for i in 0..TOOLS.len() {
+                let t = TOOLS[(i + r) % TOOLS.len()];
+                let s = run_tool(&env, &w, t);
+                eprintln!(
+                    "   round {r} {t:14} wall {:.2} s, stall {:.0} ms, CRIU frozen {:?} ms",
+                    s.wall_s, s.stall_ms, s.criu_frozen_ms
+                );
+                by_tool.entry(t).or_default().push(s);
+            }
+        }
+        let mut tools = serde_json::Map::new();
+        for t in TOOLS {
+            tools.insert(t.to_string(), summarize(&by_tool[t]));
+        }
+        let g = |t: &str, k: &str| tools[t][k].as_f64().unwrap_or(f64::NAN);
+        let ratio = |a: f64, b: f64| ((a / b) * 1000.0).round() / 1000.0;
+        let ratios = json!({
+            "local_wall_vs_podman": ratio(g("reel-local", "wall_s"), g("podman", "wall_s")),
+            "s3_wall_vs_podman": ratio(g("reel-s3", "wall_s"), g("podman", "wall_s")),
+            "local_wall_vs_runc": ratio(g("reel-local", "wall_s"), g("runc+tar+zstd", "wall_s")),
+            "local_stall_vs_runc": ratio(g("reel-local", "stall_ms"), g("runc+tar+zstd", "stall_ms")),
+            "s3_stall_vs_runc": ratio(g("reel-s3", "stall_ms"), g("runc+tar+zstd", "stall_ms")),
+            "local_stall_vs_podman": ratio(g("reel-local", "stall_ms"), g("podman", "stall_ms")),
+            "local_temp_vs_dump_plus_archive": ratio(
+                g("reel-local", "temp_peak_mib"),
+                g("reel-local", "dump_mib") + g("reel-local", "archive_mib")),
+        });
+        results.push(json!({ "gib": gib, "tools": tools, "ratios": ratios }));
+        drop(w);
+    }
+
+    // Growth: per-GiB figures between the smallest and the largest N.
+    println!();
+    println!(
+        "reel export benchmark ({} rounds after one warm-up; medians)",
+        rounds
+    );
+    println!(
+        "{:>5}  {:14} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "N GiB", "tool", "wall s", "stall ms", "CRIU ms", "RSS MiB", "temp MiB", "arch MiB"
+    );
+    for r in &results {
+        for t in TOOLS {
+            let v = &r["tools"][t];
+            println!(
+                "{:>5}  {:14} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9}",
+                r["gib"],
+                t,
+                f(&v["wall_s"]),
+                f(&v["stall_ms"]),
+                f(&v["criu_frozen_ms"]),
+                f(&v["reel_peak_rss_mib"]),
+                f(&v["temp_peak_mib"]),
+                f(&v["archive_mib"]),
+            );
+        }
+        let q = &r["ratios"];
+        println!(
+            "       ratios: local wall/podman {} (target <= 0.4), s3 wall/podman {}, local wall/runc {}, stall/runc {} (target <= 1.0), s3 stall/runc {}, temp/(dump+archive) {}",
+            f(&q["local_wall_vs_podman"]),
+            f(&q["s3_wall_vs_podman"]),
+            f(&q["local_wall_vs_runc"]),
+            f(&q["local_stall_vs_runc"]),
+            f(&q["s3_stall_vs_runc"]),
+            f(&q["local_temp_vs_dump_plus_archive"]),
+        );
+    }
+    let exe = std::env::current_exe().unwrap();
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| common::repo_root().join("target"));
+    let out = target.join("bench-export.json");
+    let doc = json!({
+        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "rounds": rounds,
+        "results": results,
+    });
+    fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    println!("\nJSON: {}", out.display());
+    let _ = Command::new(common::repo_root().join("scripts/s3-server.sh"))
+        .arg("stop")
+        .arg("--dir")
+        .arg(env.s3_dir.path())
+        .status();
+}

@@ -1,0 +1,871 @@
+//! `reel export checkpoint` end to end, as root, against real containers, real CRIU and a real
+//! S3-compatible server (moto, started by `scripts/s3-server.sh` on loopback, with credentials
+//! checked): local files, directories, stdout and S3 multipart uploads, every compression
+//! level, byte-identical file and S3 exports, `reel verify` on the results, the failures (each
+//! a clear error, nothing complete-looking left, the upload aborted, the container running),
+//! and reel's peak memory while exporting a 1 GiB container.
+//!
+//! Run with `cargo test --test export -- --test-threads=1`.
+
+mod common;
+#[path = "common/reel.rs"]
+mod reel;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{BundleBuilder, Container, Oci};
+use reel::{run_bounded, Mount, Out, Running, TestStore, REEL_TIMEOUT};
+use serde_json::Value;
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+const SEEKABLE_MAGIC: [u8; 4] = [0xB1, 0xEA, 0x92, 0x8F];
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A counter container run by runc (namespace `runc`, pod = its id).
+/// Its stdio is the container's /dev/null: CRIU cannot dump descriptors on host files.
+fn counter() -> Container {
+    common::require_root();
+    reel::run_counter(Oci::Runc, reel::counter_bundle("export"))
+}
+
+/// A runc container holding `mib` MiB (half text, half random), ready once filled.
+fn memhog(mib: u64) -> Container {
+    common::require_root();
+    let bundle = BundleBuilder::new("export-mem")
+        .args(&[
+            "/bin/sh",
+            "-c",
+            &format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null"),
+        ])
+        .build();
+    let c = common::run_oci(Oci::Runc, None, bundle);
+    common::wait_for(
+        Duration::from_secs(120),
+        "memhog to fill its memory",
+        || c.read_file("/tmp/memhog.ready"),
+    );
+    c
+}
+
+/// Asserts the container still runs (its runtime says so and its init is alive).
+#[track_caller]
+fn assert_running(c: &Container) {
+    let s = c.state().expect("container state");
+    assert_eq!(s.status, "running", "container {} is {}", c.id, s.status);
+    assert!(Path::new(&format!("/proc/{}", s.pid)).exists());
+}
+
+/// Runs `reel --root <store> export checkpoint ARGS` with `env`.
+fn export(store: &TestStore, args: &[&str], env: &[(String, String)]) -> Out {
+    let mut full = vec!["export", "checkpoint"];
+    full.extend_from_slice(args);
+    let mut cmd = store.cmd(&full);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_bounded(&mut cmd, REEL_TIMEOUT)
+}
+
+/// `reel verify checkpoint PATH` (with the sidecar beside it).
+fn verify(store: &TestStore, path: &Path) -> Out {
+    store.run(&["verify", "checkpoint", path.to_str().unwrap(), "-o", "json"])
+}
+
+/// Decompresses (if needed) and lists the tar members, in order.
+fn members(bytes: &[u8]) -> Vec<(String, bool)> {
+    let tar = plain(bytes);
+    let mut ar = tar::Archive::new(tar.as_slice());
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                e.header().entry_type().is_dir(),
+            )
+        })
+        .collect()
+}
+
+fn plain(bytes: &[u8]) -> Vec<u8> {
+    if bytes.starts_with(&ZSTD_MAGIC) {
+        zstd::decode_all(bytes).expect("valid zstd")
+    } else {
+        bytes.to_vec()
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The layout of the container checkpoint issue: `checkpoint/` first (a directory entry), the
+/// images inside it, metadata members at the top level, the manifest last.
+#[track_caller]
+fn assert_layout(bytes: &[u8]) {
+    let m = members(bytes);
+    assert_eq!(m[0], ("checkpoint/".to_string(), true), "{m:?}");
+    let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
+    for top in [
+        "config.dump",
+        "spec.dump",
+        "stats-dump",
+        "dump.log",
+        "rootfs-diff.tar",
+        "deleted.files",
+        "reel-manifest.json",
+    ] {
+        assert!(names.contains(&top), "no top-level {top} in {names:?}");
+    }
+    assert_eq!(*names.last().unwrap(), "reel-manifest.json");
+    assert!(names.contains(&"checkpoint/inventory.img"), "{names:?}");
+    assert!(names.contains(&"checkpoint/descriptors.json"), "{names:?}");
+    for n in &names {
+        assert!(!n.starts_with('/') && !n.starts_with("./"), "{n}");
+        assert!(
+            n.starts_with("checkpoint/") || !n.contains('/'),
+            "nested top-level member {n}"
+        );
+    }
+}
+
+/// Files of `dir` whose name starts with a dot (temp files, staging dirs).
+fn dot_files(dir: &Path) -> Vec<String> {
+    reel::snapshot(dir)
+        .into_keys()
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// A moto server of this test on its own port and state directory, stopped when dropped.
+struct S3Server {
+    dir: tempfile::TempDir,
+    port: u16,
+    env: BTreeMap<String, String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let dir = tempfile::Builder::new()
+            .prefix("reel-s3.")
+            .tempdir_in(common::test_dir())
+            .unwrap();
+        let port = free_port();
+        let mut s = S3Server {
+            dir,
+            port,
+            env: BTreeMap::new(),
+        };
+        s.run_script("start");
+        let text = fs::read_to_string(s.dir.path().join("env")).expect("the server's env file");
+        for line in text.lines() {
+            if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+                s.env.insert(k.to_string(), v.to_string());
+            }
+        }
+        s
+    }
+
+    fn run_script(&self, what: &str) {
+        let out = run_bounded(
+            Command::new(common::repo_root().join("scripts/s3-server.sh"))
+                .arg(what)
+                .arg("--port")
+                .arg(self.port.to_string())
+                .arg("--dir")
+                .arg(self.dir.path()),
+            Duration::from_secs(300),
+        );
+        assert!(out.status.success(), "s3-server.sh {what}: {out}");
+    }
+
+    fn endpoint(&self) -> String {
+        self.env["REEL_S3_ENDPOINT"].clone()
+    }
+
+    fn bucket(&self) -> String {
+        self.env["REEL_S3_BUCKET"].clone()
+    }
+
+    /// The environment reel gets: the server's credentials, no instance metadata.
+    fn reel_env(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
+                .iter()
+                .map(|k| (k.to_string(), self.env[*k].clone()))
+                .collect();
+        v.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+        v
+    }
+
+    /// Runs a Python snippet with boto3 against the server; `sys.argv[1:]` are `args`.
+    fn py(&self, code: &str, args: &[&str]) -> String {
+        let prelude = format!(
+            "import sys, json, boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\nB = '{}'\n",
+            self.endpoint(),
+            self.bucket()
+        );
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(format!("{prelude}{code}")).args(args);
+        for (k, v) in self.reel_env() {
+            cmd.env(k, v);
+        }
+        let out = run_bounded(&mut cmd, Duration::from_secs(120));
+        assert!(out.status.success(), "boto3: {out}");
+        out.stdout
+    }
+
+    /// The object's bytes, or None when it does not exist.
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let tmp = self.dir.path().join("download");
+        let _ = fs::remove_file(&tmp);
+        let r = self.py(
+            "try:\n    s3.download_file(B, sys.argv[1], sys.argv[2]); print('yes')\nexcept Exception as e:\n    print('no', e)\n",
+            &[key, tmp.to_str().unwrap()],
+        );
+        r.starts_with("yes").then(|| fs::read(&tmp).unwrap())
+    }
+
+    /// The object's ETag.
+    fn etag(&self, key: &str) -> String {
+        self.py(
+            "print(s3.head_object(Bucket=B, Key=sys.argv[1])['ETag'])",
+            &[key],
+        )
+        .trim()
+        .trim_matches('"')
+        .to_string()
+    }
+
+    /// Keys of the multipart uploads in progress.
+    fn uploads(&self) -> Vec<String> {
+        let out = self.py(
+            "print(json.dumps([u['Key'] for u in s3.list_multipart_uploads(Bucket=B).get('Uploads', [])]))",
+            &[],
+        );
+        serde_json::from_str(out.trim()).unwrap()
+    }
+
+    /// Every key in the bucket.
+    fn keys(&self) -> Vec<String> {
+        let out = self.py(
+            "print(json.dumps([o['Key'] for o in s3.list_objects_v2(Bucket=B).get('Contents', [])]))",
+            &[],
+        );
+        serde_json::from_str(out.trim()).unwrap()
+    }
+
+    fn kill(&self) {
+        let pid: i32 = fs::read_to_string(self.dir.path().join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill(2) of the server this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = run_bounded(
+            Command::new(common::repo_root().join("scripts/s3-server.sh"))
+                .arg("stop")
+                .arg("--dir")
+                .arg(self.dir.path()),
+            Duration::from_secs(30),
+        );
+    }
+}
+
+/// The S3 flags reel needs to reach `s`.
+fn s3_args(s: &S3Server) -> Vec<String> {
+    vec!["--s3-endpoint".into(), s.endpoint()]
+}
+
+/// Takes a stored checkpoint of `c` (with `reel export --keep` to a scratch dir) and returns
+/// its id.
+fn stored_checkpoint(store: &TestStore, c: &Container) -> String {
+    let scratch = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let out = export(
+        store,
+        &[
+            &c.id,
+            "-n",
+            "runc",
+            "--keep",
+            "--dest",
+            scratch.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    out.ok();
+    out.json()["id"].as_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local exports
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fresh_export_to_a_directory_is_a_verified_zstd_archive() {
+    let c = counter();
+    let store = TestStore::new();
+    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    // A killed export's leftover in the destination is removed by the next run.
+    let dead = dir.path().join(".old.tar.zst.partial-999999");
+    fs::write(&dead, b"half").unwrap();
+    let out = export(
+        &store,
+        &[
+            &c.id,
+            "-n",
+            "runc",
+            "--dest",
+            dir.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    out.ok();
+    let j = out.json();
+    let id = j["id"].as_str().unwrap();
+    let path = dir.path().join(format!("{id}.tar.zst"));
+    assert_eq!(j["destination"], path.to_str().unwrap());
+    assert_eq!(j["compression"], "default");
+    assert!(j["frozen_ms"].as_u64().is_some() && j["total_ms"].as_u64().is_some());
+    let bytes = fs::read(&path).unwrap();
+    assert!(bytes.starts_with(&ZSTD_MAGIC));
+    assert!(bytes.ends_with(&SEEKABLE_MAGIC), "no seek table at the end");
+    assert_eq!(j["archive_bytes"].as_u64().unwrap(), bytes.len() as u64);
+    assert_eq!(j["sha256"].as_str().unwrap(), sha256_hex(&bytes));
+    assert_eq!(mode(&path), 0o600);
+    let sidecar = fs::read_to_string(dir.path().join(format!("{id}.tar.zst.sha256"))).unwrap();
+    assert_eq!(sidecar, format!("{}  {id}.tar.zst\n", sha256_hex(&bytes)));
+    assert_layout(&bytes);
+    assert!(!dead.exists(), "the dead run's leftover is still there");
+    assert!(
+        dot_files(dir.path()).is_empty(),
+        "{:?}",
+        dot_files(dir.path())
+    );
+    // Not kept: nothing in the store but its (empty) directory.
+    assert!(store.archives().is_empty());
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    let v = verify(&store, &path);
+    v.ok();
+    assert_eq!(v.json()["sidecar"], "matches");
+    // Plain tools read it.
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc {} | tar t", path.display()))
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("checkpoint/pages-1.img"));
+    assert_running(&c);
+    c.wait_counter_advances("/tmp/counter", Duration::from_secs(10));
+}
+
+#[test]
+fn keep_stores_the_same_checkpoint_and_stdout_streams_it() {
+    let c = counter();
+    let store = TestStore::new();
+    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let file = dir.path().join("evidence.tar");
+    let out = export(
+        &store,
+        &[
+            &c.id,
+            "-n",
+            "runc",
+            "--keep",
+            "--dest",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    out.ok();
+    assert!(out.stdout.contains("exported to"), "{out}");
+    let ids = store.archives();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // `.tar`: a plain tar, identical to the one kept in the store.
+    let exported = fs::read(&file).unwrap();
+    let kept = fs::read(store.archive(&ids[0])).unwrap();
+    assert!(!exported.starts_with(&ZSTD_MAGIC));
+    assert_eq!(exported, kept);
+    assert_layout(&exported);
+    verify(&store, &file).ok();
+    store.run(&["verify", "checkpoint", &ids[0]]).ok();
+
+    // `--dest -`: the archive on stdout, the summary on stderr.
+    let mut cmd = store.cmd(&["export", "checkpoint", "--id", &ids[0], "--dest", "-"]);
+    let o = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.stdout.starts_with(&ZSTD_MAGIC));
+    assert!(err.contains(&sha256_hex(&o.stdout)), "{err}");
+    assert_eq!(plain(&o.stdout), kept);
+    assert_running(&c);
+}
+
+#[test]
+fn every_level_round_trips_and_none_is_a_plain_tar() {
+    let c = counter();
+    let store = TestStore::new();
+    let id = stored_checkpoint(&store, &c);
+    let stored = fs::read(store.archive(&id)).unwrap();
+    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let mut sizes = BTreeMap::new();
+    for level in ["none", "fast", "default", "better", "best"] {
+        let sub = dir.path().join(level);
+        fs::create_dir(&sub).unwrap();
+        let out = export(
+            &store,
+            &[
+                "--id",
+                &id,
+                "--dest",
+                sub.to_str().unwrap(),
+                "--compress",
+                level,
+                "-o",
+                "json",
+            ],
+            &[],
+        );
+        out.ok();
+        let j = out.json();
+        let suffix = if level == "none" { ".tar" } else { ".tar.zst" };
+        let path = sub.join(format!("{id}{suffix}"));
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(j["compression"], level);
+        if level == "none" {
+            assert_eq!(
+                bytes, stored,
+                "none must give the stored tar, byte for byte"
+            );
+            assert_eq!(j["zstd_frames"], 0);
+        } else {
+            assert!(bytes.starts_with(&ZSTD_MAGIC));
+            assert_eq!(plain(&bytes), stored, "level {level} does not round-trip");
+            assert!(j["zstd_frames"].as_u64().unwrap() >= members(&bytes).len() as u64);
+        }
+        assert_layout(&bytes);
+        verify(&store, &path).ok();
+        sizes.insert(level, bytes.len());
+    }
+    assert!(sizes["fast"] < sizes["none"]);
+    assert!(sizes["best"] <= sizes["fast"], "{sizes:?}");
+    // A name that says which: `.tar.zst` with the default level.
+    let named = dir.path().join("named.tar.zst");
+    export(
+        &store,
+        &["--id", &id, "--dest", named.to_str().unwrap()],
+        &[],
+    )
+    .ok();
+    assert_eq!(plain(&fs::read(&named).unwrap()), stored);
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn s3_multipart_export_is_byte_identical_to_the_file_and_verifies() {
+    let s3 = S3Server::start();
+    // ~64 MiB of memory, half random: a compressed archive of several 8 MiB parts.
+    let c = memhog(96);
+    let store = TestStore::new();
+    let id = stored_checkpoint(&store, &c);
+    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let file = dir.path().join("x.tar.zst");
+    let f = export(
+        &store,
+        &["--id", &id, "--dest", file.to_str().unwrap(), "-o", "json"],
+        &[],
+    );
+    f.ok();
+    let dest = format!("s3://{}/cases/", s3.bucket());
+    let mut args = vec!["--id", &id, "--dest", &dest, "-o", "json"];
+    let extra = s3_args(&s3);
+    args.extend(extra.iter().map(String::as_str));
+    let out = export(&store, &args, &s3.reel_env());
+    out.ok();
+    let key = format!("cases/{id}.tar.zst");
+    assert_eq!(
+        out.json()["destination"],
+        format!("s3://{}/{key}", s3.bucket())
+    );
+    let object = s3.get(&key).expect("the object");
+    let local = fs::read(&file).unwrap();
+    assert_eq!(object.len(), local.len());
+    assert!(object == local, "the S3 object and the file differ");
+    let etag = s3.etag(&key);
+    let parts: u32 = etag
+        .rsplit_once('-')
+        .map(|(_, n)| n.parse().unwrap())
+        .unwrap_or(1);
+    assert!(
+        parts >= 3,
+        "only {parts} part(s) (etag {etag}), {} bytes",
+        object.len()
+    );
+    // The sidecar object, then `reel verify` on the downloaded pair.
+    let sidecar = s3
+        .get(&format!("{key}.sha256"))
+        .expect("the sidecar object");
+    let dl = dir.path().join("dl");
+    fs::create_dir(&dl).unwrap();
+    let dl_file = dl.join(format!("{id}.tar.zst"));
+    fs::write(&dl_file, &object).unwrap();
+    fs::write(dl.join(format!("{id}.tar.zst.sha256")), &sidecar).unwrap();
+    let v = verify(&store, &dl_file);
+    v.ok();
+    assert_eq!(v.json()["sidecar"], "matches");
+    verify(&store, &file).ok();
+    assert!(s3.uploads().is_empty());
+
+    // A fresh export straight to S3, to an exact key, with SSE.
+    let key2 = "direct/evidence.tar.zst";
+    let dest2 = format!("s3://{}/{key2}", s3.bucket());
+    let mut args = vec![
+        c.id.as_str(),
+        "-n",
+        "runc",
+        "--dest",
+        &dest2,
+        "--s3-sse",
+        "AES256",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    export(&store, &args, &s3.reel_env()).ok();
+    let fresh = s3.get(key2).expect("fresh object");
+    assert_layout(&fresh);
+    assert!(s3.get(&format!("{key2}.sha256")).is_some());
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    assert_running(&c);
+}
+
+#[test]
+fn s3_failures_are_clear_and_leave_nothing() {
+    let s3 = S3Server::start();
+    let c = counter();
+    let store = TestStore::new();
+    let extra = s3_args(&s3);
+    let dest = format!("s3://{}/f/", s3.bucket());
+    let run = |dest: &str, env: Vec<(String, String)>, more: &[&str]| {
+        let mut args = vec![c.id.as_str(), "-n", "runc", "--dest", dest];
+        args.extend(more);
+        args.extend(extra.iter().map(String::as_str));
+        export(&store, &args, &env)
+    };
+
+    // Wrong credentials: the secret, then the key id.
+    let mut env = s3.reel_env();
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let out = run(&dest, env, &[]);
+    out.code_is(1).stderr_has(&["HeadBucket", "access denied"]);
+    let mut env = s3.reel_env();
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_ACCESS_KEY_ID" {
+            *v = "AKIANOTAKEY000000000".into();
+        }
+    }
+    run(&dest, env, &[])
+        .code_is(1)
+        .stderr_has(&["access denied"]);
+
+    // A bucket that does not exist.
+    run("s3://no-such-bucket-here/x/", s3.reel_env(), &[])
+        .code_is(1)
+        .stderr_has(&["does not exist"]);
+
+    // An endpoint that refuses connections.
+    let mut args = vec![c.id.as_str(), "-n", "runc", "--dest", &dest];
+    let refused = format!("http://127.0.0.1:{}", free_port());
+    args.extend(["--s3-endpoint", refused.as_str()]);
+    let mut env = s3.reel_env();
+    env.push(("REEL_S3_MAX_ATTEMPTS".into(), "2".into()));
+    export(&store, &args, &env)
+        .code_is(1)
+        .stderr_has(&["cannot reach the endpoint"]);
+
+    // Nothing was frozen for any of them: they fail before the dump, and leave nothing.
+    assert!(s3.keys().is_empty(), "{:?}", s3.keys());
+    assert!(s3.uploads().is_empty(), "{:?}", s3.uploads());
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    assert_running(&c);
+}
+
+/// Starts a fresh export of a 256 MiB container to S3 and returns once parts are flowing.
+fn start_big_upload(store: &TestStore, s3: &S3Server, c: &Container, key: &str) -> Running {
+    let dest = format!("s3://{}/{key}", s3.bucket());
+    let mut cmd = store.cmd(&[
+        "export",
+        "checkpoint",
+        &c.id,
+        "-n",
+        "runc",
+        "--dest",
+        &dest,
+        "--compress",
+        "fast",
+        "--s3-endpoint",
+        &s3.endpoint(),
+    ]);
+    for (k, v) in s3.reel_env() {
+        cmd.env(k, v);
+    }
+    cmd.env("REEL_S3_MAX_ATTEMPTS", "2").env("RUST_LOG", "info");
+    cmd.stdin(std::process::Stdio::null());
+    let mut run = Running::spawn(&mut cmd);
+    common::wait_for(
+        Duration::from_secs(120),
+        "the multipart upload to start",
+        || {
+            assert!(!run.finished(), "reel ended early: {}", run.stderr_so_far());
+            run.stderr_so_far()
+                .contains("multipart upload started")
+                .then_some(())
+        },
+    );
+    // Let a part or two through.
+    std::thread::sleep(Duration::from_millis(300));
+    run
+}
+
+#[test]
+fn interrupted_and_server_killed_uploads_leave_no_object() {
+    let s3 = S3Server::start();
+    let c = memhog(256);
+    let store = TestStore::new();
+
+    // SIGINT in the middle of the upload: reel aborts the multipart upload and says so.
+    let run = start_big_upload(&store, &s3, &c, "int/x.tar.zst");
+    run.signal(libc::SIGINT);
+    let out = run.wait(REEL_TIMEOUT);
+    assert_ne!(out.code(), Some(0), "{out}");
+    out.stderr_has(&["interrupted"]);
+    assert!(out.stderr.contains("multipart upload aborted"), "{out}");
+    assert!(s3.uploads().is_empty(), "upload left: {:?}", s3.uploads());
+    assert!(s3.get("int/x.tar.zst").is_none());
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    assert_running(&c);
+
+    // The server killed in the middle: a clear error naming what could not be cleaned up;
+    // no object exists (the server's state is gone with it).
+    let run = start_big_upload(&store, &s3, &c, "kill/x.tar.zst");
+    s3.kill();
+    let out = run.wait(REEL_TIMEOUT);
+    out.code_is(1)
+        .stderr_has(&["UploadPart", "cannot reach the endpoint"]);
+    assert!(out.stderr.contains("abort-multipart-upload"), "{out}");
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    s3.run_script("start");
+    assert!(s3.get("kill/x.tar.zst").is_none());
+    assert_running(&c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local failures and usage errors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn local_failures_are_clear_and_leave_nothing() {
+    let c = counter();
+    let store = TestStore::new();
+
+    // A full disk: a 64 KiB tmpfs (the plain archive is ~160 KiB).
+    let small = Mount::tmpfs(&store.base().join("small"), "size=64k,mode=0755");
+    let out = export(
+        &store,
+        &[
+            &c.id,
+            "-n",
+            "runc",
+            "--dest",
+            small.path.to_str().unwrap(),
+            "--compress",
+            "none",
+        ],
+        &[],
+    );
+    out.code_is(1).stderr_has(&["no space left"]);
+    assert!(
+        reel::snapshot(&small.path).is_empty(),
+        "{:?}",
+        reel::snapshot(&small.path)
+    );
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    assert_running(&c);
+
+    // A directory that does not exist.
+    let missing = store.base().join("no/such/dir/x.tar.zst");
+    export(
+        &store,
+        &[&c.id, "-n", "runc", "--dest", missing.to_str().unwrap()],
+        &[],
+    )
+    .code_is(1)
+    .stderr_has(&["does not exist"]);
+    let missing_dir = format!("{}/", store.base().join("nodir").display());
+    export(&store, &[&c.id, "-n", "runc", "--dest", &missing_dir], &[])
+        .code_is(1)
+        .stderr_has(&["does not exist"]);
+
+    // Usage errors: exit 2, before anything is frozen.
+    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let d = dir.path().to_str().unwrap();
+    export(
+        &store,
+        &[&c.id, "-n", "runc", "--dest", d, "--compress", "huge"],
+        &[],
+    )
+    .code_is(2)
+    .stderr_has(&["unknown --compress", "huge"]);
+    let tar = dir.path().join("x.tar");
+    export(
+        &store,
+        &[
+            &c.id,
+            "-n",
+            "runc",
+            "--dest",
+            tar.to_str().unwrap(),
+            "--compress",
+            "best",
+        ],
+        &[],
+    )
+    .code_is(2)
+    .stderr_has(&["plain tar", "best"]);
+    let zst = dir.path().join("x.tar.zst");
+    export(
+        &store,
+        &[
+            &c.id,
+            "-n",
+            "runc",
+            "--dest",
+            zst.to_str().unwrap(),
+            "--compress",
+            "none",
+        ],
+        &[],
+    )
+    .code_is(2);
+    export(&store, &["--dest", d], &[]).code_is(2);
+    // An existing file is never replaced.
+    fs::write(&zst, b"keep me").unwrap();
+    export(
+        &store,
+        &[&c.id, "-n", "runc", "--dest", zst.to_str().unwrap()],
+        &[],
+    )
+    .code_is(1)
+    .stderr_has(&["exists already"]);
+    assert_eq!(fs::read(&zst).unwrap(), b"keep me");
+    assert!(reel::snapshot(dir.path())
+        .keys()
+        .all(|n| !n.starts_with('.')));
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    assert_running(&c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------
+
+/// VmHWM (kB) of `pid`, if readable.
+fn vm_hwm_kb(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[test]
+fn exporting_a_1gib_container_keeps_reel_under_64mib() {
+    let c = memhog(1024);
+    let store = TestStore::new();
+    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let mut cmd = store.cmd(&[
+        "export",
+        "checkpoint",
+        &c.id,
+        "-n",
+        "runc",
+        "--dest",
+        dir.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    cmd.stdin(std::process::Stdio::null());
+    let started = Instant::now();
+    let mut run = Running::spawn(&mut cmd);
+    let pid = run.pid();
+    let mut peak = 0;
+    while !run.finished() {
+        if let Some(kb) = vm_hwm_kb(pid) {
+            peak = peak.max(kb);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(started.elapsed() < REEL_TIMEOUT);
+    }
+    let out = run.wait(REEL_TIMEOUT);
+    out.ok();
+    let j: Value = out.json();
+    let tar_bytes = j["tar_bytes"].as_u64().unwrap();
+    assert!(tar_bytes > 1 << 30, "the archive holds {tar_bytes} bytes");
+    eprintln!(
+        "1 GiB export: reel VmHWM {} MiB, archive {} MiB, total {} ms, frozen {} ms",
+        peak / 1024,
+        j["archive_bytes"].as_u64().unwrap() >> 20,
+        j["total_ms"],
+        j["frozen_ms"]
+    );
+    assert!(peak > 0, "VmHWM was never read");
+    assert!(
+        peak < 64 * 1024,
+        "reel's peak memory was {} MiB",
+        peak / 1024
+    );
+    let path = PathBuf::from(j["destination"].as_str().unwrap());
+    let mut f = fs::File::open(&path).unwrap();
+    let mut head = [0u8; 4];
+    f.read_exact(&mut head).unwrap();
+    assert_eq!(head, ZSTD_MAGIC);
+    assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
+    assert_running(&c);
+}
