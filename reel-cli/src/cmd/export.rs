@@ -84,6 +84,7 @@ pub fn run(cli: &Cli, args: &ExportCheckpoint) -> anyhow::Result<()> {
         _ => None,
     };
     export::catch_interrupts()?;
+    export::return_large_buffers();
     let reporter = Reporter::new(!cli.quiet && std::io::stderr().is_terminal());
     let progress: Arc<dyn Progress> = reporter.clone();
 
@@ -228,6 +229,13 @@ fn s3_options(args: &ExportCheckpoint, d: &Destination) -> anyhow::Result<Option
     if let Some(ca) = &args.s3_ca {
         if !ca.is_file() {
             return Err(usage(format!("--s3-ca {}: no such file", ca.display())));
+        }
+        let pem = std::fs::read(ca).with_context(|| format!("reading --s3-ca {}", ca.display()))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(usage(format!(
+                "--s3-ca {}: not a PEM certificate bundle (no BEGIN CERTIFICATE block)",
+                ca.display()
+            )));
         }
     }
     let max_attempts = std::env::var("REEL_S3_MAX_ATTEMPTS")

@@ -19,6 +19,7 @@ pub struct HashingReader<R> {
     hasher: Sha256,
     bytes: u64,
     failed: bool,
+    hash: bool,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -29,6 +30,16 @@ impl<R: Read> HashingReader<R> {
             hasher: Sha256::new(),
             bytes: 0,
             failed: false,
+            hash: true,
+        }
+    }
+
+    /// Wraps `inner` only to count (the digest is known already); [`finish`](Self::finish)
+    /// then returns an empty digest.
+    pub fn counting(inner: R) -> Self {
+        HashingReader {
+            hash: false,
+            ..HashingReader::new(inner)
         }
     }
 
@@ -44,7 +55,12 @@ impl<R: Read> HashingReader<R> {
 
     /// The hex SHA-256 of everything read, the byte count, and the inner reader.
     pub fn finish(self) -> (String, u64, R) {
-        (hex::encode(self.hasher.finalize()), self.bytes, self.inner)
+        let digest = if self.hash {
+            hex::encode(self.hasher.finalize())
+        } else {
+            String::new()
+        };
+        (digest, self.bytes, self.inner)
     }
 }
 
@@ -52,8 +68,9 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
-                let read = buf.get(..n).unwrap_or_default();
-                self.hasher.update(read);
+                if self.hash {
+                    self.hasher.update(buf.get(..n).unwrap_or_default());
+                }
                 self.bytes += n as u64;
                 Ok(n)
             }

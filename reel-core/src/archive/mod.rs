@@ -26,6 +26,7 @@ mod custody;
 mod error;
 mod hashing;
 mod manifest;
+pub mod prehash;
 mod reader;
 pub mod rfc3339;
 pub mod rootfs_diff;
@@ -42,6 +43,7 @@ pub use manifest::{
     ContainerIdentity, Manifest, ManifestFields, MemberDigest, RootfsDiffInfo,
     MANIFEST_SCHEMA_VERSION,
 };
+pub use prehash::{KnownDigest, PreHasher};
 pub use reader::{
     detect_compression, index, read_manifest, read_manifest_from, Compression, IndexedMember,
     MAX_MANIFEST_BYTES, ZSTD_MAGIC,

@@ -8,6 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use tar::{Builder, EntryType, Header};
 
+use super::prehash::KnownDigest;
 use super::rootfs_diff::StagedRootfsDiff;
 use super::{
     ArchiveError, ConfigDump, HashingReader, Manifest, ManifestFields, MemberDigest,
@@ -49,6 +50,9 @@ pub struct ArchiveWriter<W: Write> {
     members: Vec<MemberDigest>,
     names: HashSet<String>,
     rootfs: Option<RootfsDiffInfo>,
+    known: Vec<KnownDigest>,
+    /// The buffer members are copied through (allocated on first use).
+    copy_buf: Vec<u8>,
 }
 
 impl<W: Write> ArchiveWriter<W> {
@@ -63,7 +67,15 @@ impl<W: Write> ArchiveWriter<W> {
             members: Vec::new(),
             names: HashSet::new(),
             rootfs: None,
+            known: Vec::new(),
+            copy_buf: Vec::new(),
         }
+    }
+
+    /// Digests computed earlier (by a [`PreHasher`](super::PreHasher) while CRIU wrote the
+    /// files): a file appended by path that is still the version hashed is not hashed again.
+    pub fn use_known_digests(&mut self, known: Vec<KnownDigest>) {
+        self.known = known;
     }
 
     /// Digests of the members written so far, in order.
@@ -262,7 +274,12 @@ impl<W: Write> ArchiveWriter<W> {
                 path: path.to_owned(),
             });
         }
-        self.append_stream(member, meta.len(), file, Some(path))
+        let known = self
+            .known
+            .iter()
+            .position(|k| k.path == path && k.matches(&meta))
+            .map(|i| self.known.swap_remove(i).sha256);
+        self.append_stream_known(member, meta.len(), file, Some(path), known)
     }
 
     fn append_stream<R: Read>(
@@ -272,19 +289,47 @@ impl<W: Write> ArchiveWriter<W> {
         reader: R,
         source_path: Option<&Path>,
     ) -> Result<&MemberDigest, ArchiveError> {
+        self.append_stream_known(member, size, reader, source_path, None)
+    }
+
+    /// Like `append_stream`; with `known`, the digest is taken from there instead of hashing.
+    fn append_stream_known<R: Read>(
+        &mut self,
+        member: String,
+        size: u64,
+        reader: R,
+        source_path: Option<&Path>,
+        known: Option<String>,
+    ) -> Result<&MemberDigest, ArchiveError> {
         if self.names.contains(&member) {
             return Err(ArchiveError::DuplicateMember(member));
         }
         let mut header = self.header(EntryType::Regular, FILE_MODE, size)?;
         // `take` keeps a growing source from overrunning the size in the header.
-        let mut hashing = HashingReader::new(reader.take(size));
-        if let Err(e) = self.builder.append_data(&mut header, &member, &mut hashing) {
+        let mut hashing = match known {
+            Some(_) => HashingReader::counting(reader.take(size)),
+            None => HashingReader::new(reader.take(size)),
+        };
+        let copied = if header.set_path(&member).is_ok() {
+            header.set_cksum();
+            copy_member(
+                self.builder.get_mut(),
+                &header,
+                &mut hashing,
+                &mut self.copy_buf,
+            )
+        } else {
+            // A name too long for the header: tar writes the GNU long-name entry.
+            self.builder.append_data(&mut header, &member, &mut hashing)
+        };
+        if let Err(e) = copied {
             return Err(match (hashing.read_failed(), source_path) {
                 (true, Some(p)) => ArchiveError::io("reading", p, e),
                 _ => write_err(&member, e),
             });
         }
-        let (sha256, mut actual, rest) = hashing.finish();
+        let (computed, mut actual, rest) = hashing.finish();
+        let sha256 = known.unwrap_or(computed);
         if actual == size && grew(rest.into_inner()) {
             actual = size + 1; // at least
         }
@@ -329,6 +374,40 @@ impl<W: Write> ArchiveWriter<W> {
             .map_err(|e| write_err("(header)", e))?;
         Ok(h)
     }
+}
+
+/// Bytes a member is copied by: large reads and writes, so the encoder behind sees few calls
+/// (`tar::Builder` copies 8 KiB at a time).
+const COPY_BYTES: usize = 1 << 20;
+
+/// Writes `header`, the data of `data` and the padding to the next 512-byte block, as
+/// `tar::Builder::append` does, through `buf`.
+fn copy_member<W: Write, R: Read>(
+    out: &mut W,
+    header: &Header,
+    data: &mut R,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    out.write_all(header.as_bytes())?;
+    if buf.len() < COPY_BYTES {
+        buf.resize(COPY_BYTES, 0);
+    }
+    let mut len: u64 = 0;
+    loop {
+        let n = match data.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        len += n as u64;
+    }
+    let rem = (len % 512) as usize;
+    if rem != 0 {
+        out.write_all(&[0u8; 512][..512 - rem])?;
+    }
+    Ok(())
 }
 
 /// Whether a source still has data after its announced size (it grew while being read).

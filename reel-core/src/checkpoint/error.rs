@@ -41,4 +41,8 @@ pub enum CheckpointError {
         limit: Duration,
         frozen_for: Duration,
     },
+    #[error(
+        "CRIU dumped without its pre-dump notification, so reel never froze the container itself; the checkpoint was discarded (is the CRIU at {criu} the pinned one?)"
+    )]
+    NoPreDumpNotification { criu: String },
 }

@@ -145,6 +145,8 @@ pub struct Dumped {
     pub stats: DumpStats,
     /// The container was frozen before reel came and was left frozen.
     pub left_frozen: bool,
+    /// Digests of the page images, computed while CRIU wrote them.
+    known_digests: Vec<archive::KnownDigest>,
     _lock: ContainerLock,
 }
 
@@ -166,6 +168,7 @@ impl Dumped {
         out: W,
     ) -> crate::Result<(archive::Manifest, W)> {
         let mut w = ArchiveWriter::new(out, self.fields.created);
+        w.use_known_digests(self.known_digests.clone());
         w.append_images_dir(&self.stage.images_dir())?;
         w.append_config_dump(&self.config)?;
         w.append_bytes(archive::SPEC_DUMP, &self.spec_bytes)?;
@@ -272,51 +275,82 @@ impl Checkpointer {
         let stage = Stage::create(staging_root, id)?;
         write_descriptors(pid, &stage.images_dir())?;
 
-        // Freeze, dump, take the rootfs diff, thaw: nothing else happens while frozen.
+        // Freeze, dump, take the rootfs diff, thaw: nothing else happens while frozen. CRIU
+        // needs some 30 ms to start (more on a host whose /run is not a tmpfs: it cannot keep
+        // its kernel-feature cache there); reel freezes only when CRIU announces the dump
+        // (the pre-dump notification, just before CRIU collects the tasks), so the workload
+        // does not wait for that.
         let freezer = Freezer::for_pid(pid, opts.freezer)?;
         let criu_opts = self.dump_options(pid, &plan, &freezer, &stage, opts);
-        let freeze_started = Instant::now();
-        let guard = match freezer
-            .freeze_with(&FreezeOptions::default().timeout(opts.timeout.min(FREEZE_TIMEOUT)))
-        {
-            Ok(guard) => guard,
-            // The user's timeout bounded the wait for FROZEN and the freeze was rolled back:
-            // say that reel gave up, as for a timeout during the dump.
-            Err(FreezerError::FreezeTimeout { elapsed, .. }) if opts.timeout <= FREEZE_TIMEOUT => {
-                return Err(CheckpointError::Timeout {
-                    limit: opts.timeout,
-                    frozen_for: elapsed,
+        let freeze_opts = FreezeOptions::default().timeout(opts.timeout.min(FREEZE_TIMEOUT));
+        let mut guard = None;
+        let mut freeze_failed = None;
+        let mut freeze_started = Instant::now();
+        // Hashes the page images on the idle core while CRIU writes them (see PreHasher);
+        // without it, they are hashed while archiving.
+        let prehash = archive::PreHasher::start(&stage.images_dir())
+            .map_err(|e| tracing::debug!(error = %e, "no pre-hash thread"))
+            .ok();
+        let dumped = self.criu.dump_with(&criu_opts, |n| match n.kind() {
+            NotifyKind::PreDump if guard.is_none() => {
+                freeze_started = Instant::now();
+                match freezer.freeze_with(&freeze_opts) {
+                    Ok(g) => {
+                        guard = Some(g);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let msg = format!("freezing the container: {e}");
+                        freeze_failed = Some(e);
+                        Err(msg)
+                    }
+                }
+            }
+            // post-dump is CRIU's last safe point: failing it keeps the tasks alive.
+            NotifyKind::PostDump if freeze_started.elapsed() > opts.timeout => Err(format!(
+                "the container has been frozen longer than the {:?} timeout",
+                opts.timeout
+            )),
+            _ => Ok(()),
+        });
+        let timed_out = freeze_started.elapsed() > opts.timeout;
+        let (stats, guard) = match (dumped, guard) {
+            (Ok(stats), Some(guard)) => (stats, guard),
+            (Ok(_), None) => {
+                return Err(CheckpointError::NoPreDumpNotification {
+                    criu: self.criu.binary().display().to_string(),
                 }
                 .into())
             }
-            Err(e) => return Err(e.into()),
-        };
-        let deadline = freeze_started + opts.timeout;
-        let dumped = self.criu.dump_with(&criu_opts, |n| {
-            // post-dump is CRIU's last safe point: failing it keeps the tasks alive.
-            if *n.kind() == NotifyKind::PostDump && Instant::now() > deadline {
-                return Err(format!(
-                    "the container has been frozen longer than the {:?} timeout",
-                    opts.timeout
-                ));
-            }
-            Ok(())
-        });
-        let stats = match dumped {
-            Ok(stats) => stats,
-            Err(e) => {
+            (Err(e), guard) => {
                 let frozen_for = freeze_started.elapsed();
-                if let Err(t) = guard.thaw() {
-                    tracing::error!(error = %t, "thawing after a failed dump");
-                }
-                if matches!(&e, CriuError::NotifyFailed { .. }) && Instant::now() > deadline {
-                    return Err(CheckpointError::Timeout {
-                        limit: opts.timeout,
-                        frozen_for,
+                if let Some(guard) = guard {
+                    if let Err(t) = guard.thaw() {
+                        tracing::error!(error = %t, "thawing after a failed dump");
                     }
-                    .into());
                 }
-                return Err(e.into());
+                return Err(match freeze_failed {
+                    // The user's timeout bounded the wait for FROZEN and the freeze was rolled
+                    // back: say that reel gave up, as for a timeout during the dump.
+                    Some(FreezerError::FreezeTimeout { elapsed, .. })
+                        if opts.timeout <= FREEZE_TIMEOUT =>
+                    {
+                        CheckpointError::Timeout {
+                            limit: opts.timeout,
+                            frozen_for: elapsed,
+                        }
+                        .into()
+                    }
+                    Some(f) => f.into(),
+                    None if matches!(&e, CriuError::NotifyFailed { .. }) && timed_out => {
+                        CheckpointError::Timeout {
+                            limit: opts.timeout,
+                            frozen_for,
+                        }
+                        .into()
+                    }
+                    None => e.into(),
+                });
             }
         };
         let source = match &c.upper_dir {
@@ -333,6 +367,7 @@ impl Checkpointer {
         let left_frozen = guard.was_frozen();
         guard.thaw()?;
         let frozen = freeze_started.elapsed();
+        let known_digests = prehash.map(archive::PreHasher::finish).unwrap_or_default();
         let diff = diff?;
         // CRIU dumps an expired periodic timerfd in a state its restore turns into a disarmed
         // timer (see plan::rearm_expired_timerfds): re-arm those entries before archiving. A
@@ -380,6 +415,7 @@ impl Checkpointer {
             frozen,
             stats,
             left_frozen,
+            known_digests,
             _lock: lock,
         })
     }

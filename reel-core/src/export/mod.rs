@@ -3,22 +3,28 @@
 //! # The pipeline
 //!
 //! ```text
-//!  CRIU images (staging dir) ─► ArchiveWriter ─► [tee: store .tar] ─► TarTracker ─► zstd
-//!        (deleted as soon as       (member          (--keep)           (frame per     (worker
-//!         their member passed)      SHA-256s)                           member)       threads)
-//!                                                                                        │
-//!                                     destination ◄─ SHA-256 of the archive ◄────────────┘
-//!                              (temp file + rename, or S3 multipart parts in flight)
+//!  CRIU images (staging dir) ─► ArchiveWriter ─► [tee: store .tar] ─► TarTracker ─► zstd ──┐
+//!   page images hashed while     (1 MiB reads;      (--keep)         (frame per    (worker │
+//!   CRIU writes them; each        member SHA-256s)                    member)     threads) │
+//!   image deleted once archived                                                            │
+//!                          destination ◄─ SHA-256 of the archive ◄─ [writer thread] ◄──────┘
+//!              (temp file written with O_DIRECT + rename, or S3 multipart parts in flight)
 //! ```
 //!
-//! The dump itself runs first, with the container frozen: CRIU writes its images into a
-//! staging directory (the tar header of a member needs the member's size, which CRIU only
-//! knows once an image is complete, and compressing while CRIU writes would take a core from
-//! CRIU on a small machine and lengthen the freeze). Once the container is thawed, everything
-//! else streams: each image is read once, hashed, compressed by zstd's worker threads, hashed
-//! again as the archive, and written or uploaded while the next bytes are compressed; each
-//! image is deleted from the staging directory as soon as its member went through. Nothing is
-//! read back: the archive's SHA-256 and every member's are computed on the way.
+//! With the container frozen, CRIU writes its images into a staging directory: the tar header
+//! of a member needs the member's size, which is only known once CRIU closes the image, and
+//! compressing while CRIU writes would take the core CRIU itself needs and lengthen the
+//! freeze. The idle core is not wasted: a pre-hash thread ([`crate::archive::PreHasher`])
+//! follows each `pages-*.img` as CRIU writes it and computes its SHA-256, so the largest
+//! members need no hashing later. reel freezes only when CRIU announces the dump (its
+//! pre-dump notification), so CRIU's own start-up does not count as frozen time.
+//!
+//! Once the container is thawed, everything else streams: each image is read once in large
+//! reads, compressed by zstd's worker threads, hashed again as the archive and written by a
+//! thread of its own (a file with direct I/O, so the disk works while zstd compresses and the
+//! final `fsync` has little left to wait for) or uploaded in parts while the next bytes are
+//! compressed; each image is deleted from the staging directory as soon as its member went
+//! through. The archive's SHA-256 and every member's are computed on the way.
 //!
 //! The zstd layout (one frame per member, a seek table at the end) is described in [`frames`].
 
@@ -27,6 +33,7 @@ mod error;
 pub mod frames;
 pub mod local;
 pub mod s3;
+mod threaded;
 
 use std::fs;
 use std::io::{self, Write};
@@ -44,6 +51,7 @@ use crate::archive::{HashingWriter, Manifest, CHECKPOINT_DIR};
 use crate::checkpoint::Dumped;
 use crate::store::{Pending, StoredArchive};
 use frames::{Framed, Plain, TarTracker, ZstdFrames};
+use threaded::Threaded;
 
 /// Where the archive bytes go. Dropped without [`Sink::commit`], a sink leaves nothing that
 /// looks complete (the temp file is removed, the multipart upload aborted).
@@ -56,6 +64,12 @@ pub trait Sink: Write + Send {
     /// Undoes what was written after a failure; says what was done, or what could not be
     /// undone.
     fn abort(&mut self) -> Result<String, String>;
+    /// Whether writes only queue the bytes for a transfer that runs in the background (S3):
+    /// then the archive is hashed and handed over on the calling thread; other sinks get a
+    /// writer thread, so their blocking writes overlap with compression.
+    fn uploads_in_background(&self) -> bool {
+        false
+    }
 }
 
 /// The phases the progress reporter sees.
@@ -86,6 +100,7 @@ pub struct Encoding {
     pub level: Level,
     /// zstd worker threads (0: the calling thread compresses).
     pub workers: u32,
+
     pub progress: Arc<dyn Progress>,
 }
 
@@ -291,6 +306,16 @@ pub fn catch_interrupts() -> Result<(), ExportError> {
     Ok(())
 }
 
+/// Large buffers (zstd's, S3 parts) come and go on several threads: with glibc's adaptive mmap
+/// threshold they end up in arenas that never shrink. A fixed 1 MiB threshold maps and unmaps
+/// them, so reel's peak memory stays what is in use. Call it before any worker thread starts.
+pub fn return_large_buffers() {
+    // SAFETY: mallopt only tunes the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// Writes every byte to the store's pending archive too (`--keep`).
 struct Tee<'a, W: Write> {
     inner: W,
@@ -310,13 +335,55 @@ impl<W: Write> Write for Tee<'_, W> {
     }
 }
 
-type Chain = TarTracker<Gather<Encoder<HashingWriter<Box<dyn Sink>>>>>;
+/// The end of the chain: the archive's SHA-256 and the sink, on the calling thread or on a
+/// writer thread of their own (local files and standard output, whose writes block: the
+/// calling thread goes on compressing meanwhile). An S3 upload already runs in the background,
+/// and a writer thread's buffers would count against its memory bound.
+enum Out {
+    Inline(HashingWriter<Box<dyn Sink>>),
+    Threaded(Threaded<HashingWriter<Box<dyn Sink>>>),
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::Inline(w) => w.write(buf),
+            Out::Threaded(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Inline(w) => w.flush(),
+            Out::Threaded(w) => w.flush(),
+        }
+    }
+}
+
+impl Out {
+    fn finish(self) -> io::Result<HashingWriter<Box<dyn Sink>>> {
+        match self {
+            Out::Inline(w) => Ok(w),
+            Out::Threaded(w) => w.finish(),
+        }
+    }
+    fn abandon(self) -> Option<HashingWriter<Box<dyn Sink>>> {
+        match self {
+            Out::Inline(w) => Some(w),
+            Out::Threaded(w) => w.abandon(),
+        }
+    }
+}
+
+type Chain = TarTracker<Gather<Encoder<Out>>>;
 
 fn chain(sink: Box<dyn Sink>, enc: &Encoding) -> io::Result<Chain> {
-    Ok(TarTracker::new(Gather::new(Encoder::new(
-        HashingWriter::new(sink),
-        enc,
-    )?)))
+    let hashing = HashingWriter::new(sink);
+    let out = if !hashing.get_ref().uploads_in_background() {
+        Out::Threaded(Threaded::spawn(hashing)?)
+    } else {
+        Out::Inline(hashing)
+    };
+    Ok(TarTracker::new(Gather::new(Encoder::new(out, enc)?)))
 }
 
 /// Ends the encoding and commits the sink; on failure, aborts the sink instead.
@@ -325,12 +392,15 @@ fn conclude(chain: Chain, failed: Option<crate::Error>, enc: &Encoding) -> crate
     enc.progress.finish(Phase::Archive);
     let gather = chain.into_inner();
     if let Some(err) = failed {
-        let (_, _, sink) = gather.into_unflushed().abandon().finish();
-        return Err(abort_into(err, sink));
+        return Err(match gather.into_unflushed().abandon().abandon() {
+            Some(hashing) => abort_into(err, hashing.finish().2),
+            // The writer thread panicked: the sink was dropped, which removed or aborted it.
+            None => err,
+        });
     }
     let (frames, hashing) = match gather.into_inner().and_then(|e| {
         let frames = e.frames();
-        e.finish().map(|h| (frames, h))
+        e.finish().and_then(Out::finish).map(|h| (frames, h))
     }) {
         Ok(x) => x,
         // The sink went down with the encoder: dropping it removed or aborted it.

@@ -34,8 +34,9 @@ use tokio::task::JoinHandle;
 use super::{ExportError, Phase, Progress, Sink};
 use crate::archive::format_sidecar;
 
-/// Parts uploading at once (one more fills meanwhile).
-pub const IN_FLIGHT: usize = 2;
+/// Parts uploading at once (one more fills meanwhile). One keeps reel under 64 MiB; on a
+/// loopback or same-region endpoint the upload of a part outruns the filling of the next.
+pub const IN_FLIGHT: usize = 1;
 /// The smallest part reel uses (S3's minimum is 5 MiB).
 pub const MIN_PART_BYTES: u64 = 8 << 20;
 /// S3's largest part.
@@ -106,7 +107,18 @@ where
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            format!("cannot reach the endpoint: {}", DisplayErrorContext(e))
+            let text = format!("{}", DisplayErrorContext(e));
+            let untrusted = ["certificate", "UnknownIssuer", "unknown issuer"]
+                .iter()
+                .any(|w| text.contains(w));
+            if untrusted {
+                format!(
+                    "the endpoint's TLS certificate is not trusted (a private CA? give its PEM \
+                     bundle with --s3-ca FILE): {text}"
+                )
+            } else {
+                format!("cannot reach the endpoint: {text}")
+            }
         }
         _ => format!("{}", DisplayErrorContext(e)),
     }
@@ -473,6 +485,8 @@ impl Write for S3Upload {
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(self.part_bytes as usize);
         }
+        // (S3 parts are allocated whole: with reel's 1 MiB mmap threshold each is its own
+        // mapping, returned to the system when its upload ends.)
         let room = self.part_bytes as usize - self.buf.len();
         let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
@@ -493,6 +507,9 @@ impl Write for S3Upload {
 impl Sink for S3Upload {
     fn destination(&self) -> String {
         self.target()
+    }
+    fn uploads_in_background(&self) -> bool {
+        true
     }
 
     fn commit(&mut self, sha256: &str, size: u64) -> Result<String, ExportError> {
