@@ -19,6 +19,8 @@ pkgs=(
   runc crun containerd podman
   # test containers and archives
   busybox-static zstd tar iptables iproute2 procps psmisc util-linux
+  # the S3-compatible test server (moto, from PyPI) and its TLS certificates
+  python3 python3-pip python3-venv openssl
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -168,6 +168,20 @@ fn free_port() -> u16 {
 
 impl S3Server {
     fn start() -> S3Server {
+        S3Server::start_with(&[])
+    }
+
+    /// A server that speaks HTTPS only, with a certificate from a private CA (`ca()`).
+    fn start_tls() -> S3Server {
+        S3Server::start_with(&["--tls"])
+    }
+
+    /// The private CA of a `start_tls` server.
+    fn ca(&self) -> Option<String> {
+        self.env.get("REEL_S3_CA").cloned()
+    }
+
+    fn start_with(flags: &[&str]) -> S3Server {
         let dir = tempfile::Builder::new()
             .prefix("reel-s3.")
             .tempdir_in(common::test_dir())
@@ -178,7 +192,7 @@ impl S3Server {
             port,
             env: BTreeMap::new(),
         };
-        s.run_script("start");
+        s.run_script("start", flags);
         let text = fs::read_to_string(s.dir.path().join("env")).expect("the server's env file");
         for line in text.lines() {
             if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
@@ -188,14 +202,15 @@ impl S3Server {
         s
     }
 
-    fn run_script(&self, what: &str) {
+    fn run_script(&self, what: &str, flags: &[&str]) {
         let out = run_bounded(
             Command::new(common::repo_root().join("scripts/s3-server.sh"))
                 .arg(what)
                 .arg("--port")
                 .arg(self.port.to_string())
                 .arg("--dir")
-                .arg(self.dir.path()),
+                .arg(self.dir.path())
+                .args(flags),
             Duration::from_secs(300),
         );
         assert!(out.status.success(), "s3-server.sh {what}: {out}");
@@ -223,8 +238,9 @@ impl S3Server {
     /// Runs a Python snippet with boto3 against the server; `sys.argv[1:]` are `args`.
     fn py(&self, code: &str, args: &[&str]) -> String {
         let prelude = format!(
-            "import sys, json, boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\nB = '{}'\n",
+            "import sys, json, boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', verify={})\nB = '{}'\n",
             self.endpoint(),
+            self.ca().map_or("None".to_string(), |ca| format!("'{ca}'")),
             self.bucket()
         );
         let mut cmd = Command::new("python3");
@@ -628,6 +644,62 @@ fn s3_failures_are_clear_and_leave_nothing() {
     assert_running(&c);
 }
 
+#[test]
+fn s3_over_tls_trusts_the_private_ca_given_with_s3_ca() {
+    let s3 = S3Server::start_tls();
+    let ca = s3.ca().expect("the TLS server's CA");
+    assert!(s3.endpoint().starts_with("https://"), "{}", s3.endpoint());
+    let c = counter();
+    let store = TestStore::new();
+    let dest = format!("s3://{}/tls/", s3.bucket());
+    let endpoint = s3.endpoint();
+    let base = [
+        c.id.as_str(),
+        "-n",
+        "runc",
+        "--dest",
+        dest.as_str(),
+        "--s3-endpoint",
+        endpoint.as_str(),
+        "-o",
+        "json",
+    ];
+
+    // The system's roots do not know the private CA: a clear error before any freeze.
+    let mut env = s3.reel_env();
+    env.push(("REEL_S3_MAX_ATTEMPTS".into(), "1".into()));
+    let out = export(&store, &base, &env);
+    out.code_is(1).stderr_has(&["--s3-ca"]);
+    assert!(s3.keys().is_empty(), "{:?}", s3.keys());
+
+    // A file that is not a certificate bundle is refused as such.
+    let not_pem = s3.dir.path().join("not-a-ca.pem");
+    fs::write(&not_pem, b"hello").unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--s3-ca", not_pem.to_str().unwrap()]);
+    export(&store, &args, &env)
+        .code_is(2)
+        .stderr_has(&["--s3-ca", "certificate"]);
+
+    // With --s3-ca, the export goes through and the object is the archive reel reports.
+    let mut args = base.to_vec();
+    args.extend(["--s3-ca", ca.as_str()]);
+    let out = export(&store, &args, &s3.reel_env());
+    out.ok();
+    let j = out.json();
+    let key = j["destination"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&format!("s3://{}/", s3.bucket()))
+        .expect("an s3:// destination")
+        .to_string();
+    let bytes = s3.get(&key).expect("the exported object");
+    assert_eq!(sha256_hex(&bytes), j["sha256"].as_str().unwrap());
+    assert_layout(&bytes);
+    assert!(s3.uploads().is_empty(), "{:?}", s3.uploads());
+    assert_running(&c);
+}
+
 /// Starts a fresh export of a 256 MiB container to S3 and returns once parts are flowing.
 fn start_big_upload(store: &TestStore, s3: &S3Server, c: &Container, key: &str) -> Running {
     let dest = format!("s3://{}/{key}", s3.bucket());
@@ -692,7 +764,7 @@ fn interrupted_and_server_killed_uploads_leave_no_object() {
         .stderr_has(&["UploadPart", "cannot reach the endpoint"]);
     assert!(out.stderr.contains("abort-multipart-upload"), "{out}");
     assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
-    s3.run_script("start");
+    s3.run_script("start", &[]);
     assert!(s3.get("kill/x.tar.zst").is_none());
     assert_running(&c);
 }
