@@ -4,7 +4,8 @@
 //! For each N in `REEL_BENCH_GIB` (default `0.25,1,2`) a container holds N GiB of anonymous
 //! memory (half compressible text, half random) and ticks every millisecond, logging every
 //! stall longer than 5 ms (`tests/programs/memhog.c`). After one warm-up round of every tool,
-//! `REEL_BENCH_ROUNDS` (default 2) rounds alternate the tools, in a rotating order:
+//! `REEL_BENCH_ROUNDS` (default 3) rounds alternate the tools, in a rotating order, each run
+//! after `sync` and `REEL_BENCH_SETTLE_S` (default 3) seconds of quiet:
 //!
 //! * `reel export checkpoint --compress default` to a local `.tar.zst`;
 //! * the same to S3 (moto on loopback, `scripts/s3-server.sh`);
@@ -405,7 +406,21 @@ fn run_podman(env: &Env, w: &Workload) -> Sample {
     }
 }
 
+/// Seconds of quiet before each run (`REEL_BENCH_SETTLE_S`, default 3).
+fn settle() {
+    let secs: f64 = std::env::var("REEL_BENCH_SETTLE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    sh("sync");
+    std::thread::sleep(Duration::from_secs_f64(secs));
+}
+
 fn run_tool(env: &Env, w: &Workload, tool: &str) -> Sample {
+    // The previous tool's archive is still being written back: on this VM, a dump that runs
+    // into that writeback is up to 3x slower, whichever tool it is. Each run starts on a quiet
+    // disk.
+    settle();
     match tool {
         "reel-local" => run_reel(env, w, false),
         "reel-s3" => run_reel(env, w, true),
@@ -469,7 +484,7 @@ fn main() {
     let rounds: usize = std::env::var("REEL_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+        .unwrap_or(3);
     eprintln!("building the reel binary (release) ...");
     let _ = reel::reel_bin();
     let scratch = tempfile::Builder::new()
@@ -580,6 +595,21 @@ fn main() {
             f(&q["s3_stall_vs_runc"]),
             f(&q["local_temp_vs_dump_plus_archive"]),
         );
+    }
+    // Growth with N: each tool's wall time and stall per GiB, smallest N against largest.
+    if results.len() >= 2 {
+        let (a, b) = (&results[0], &results[results.len() - 1]);
+        let (na, nb) = (a["gib"].as_f64().unwrap(), b["gib"].as_f64().unwrap());
+        println!("growth from {na} to {nb} GiB (per-GiB figure at {nb} / at {na}; 1.0 = linear):");
+        for t in TOOLS {
+            let per =
+                |r: &Value, k: &str, n: f64| r["tools"][t][k].as_f64().unwrap_or(f64::NAN) / n;
+            println!(
+                "       {t:14} wall {:.2}, stall {:.2}",
+                per(b, "wall_s", nb) / per(a, "wall_s", na),
+                per(b, "stall_ms", nb) / per(a, "stall_ms", na),
+            );
+        }
     }
     let exe = std::env::current_exe().unwrap();
     let target = exe

@@ -832,7 +832,35 @@ fn services_work_after_restore() {
         }
         Status::Fail(line) => panic!("restored services: {line} ({})", r.diagnostics()),
     };
-    let (rounds, tcp) = wait_status_ok(&new_status, r0 + 10, k0, TIMEOUT);
+    // The restored process now runs its loop for sure: ask again (a SIGUSR1 that lands while
+    // runc is still finishing the restore can be missed), once a second until a check ran.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut asked = Instant::now() - Duration::from_secs(1);
+    let (rounds, tcp) = loop {
+        if asked.elapsed() >= Duration::from_secs(1) {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGUSR1,
+            )
+            .unwrap();
+            asked = Instant::now();
+        }
+        let last = read_status(&new_status);
+        match &last {
+            Some(Status::Ok { rounds, tcp, .. }) if *rounds > r0 + 10 && *tcp > k0 => {
+                break (*rounds, *tcp)
+            }
+            Some(Status::Fail(line)) => panic!("restored services: {line}"),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the restored services to pass {} rounds and {k0} TCP checks \
+             (last: {last:?})",
+            r0 + 10
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         tcp > tcp_before,
         "no TCP accept check after the restore ({tcp} <= {tcp_before})"
