@@ -696,6 +696,38 @@ fn s3_over_tls_trusts_the_private_ca_given_with_s3_ca() {
     let bytes = s3.get(&key).expect("the exported object");
     assert_eq!(sha256_hex(&bytes), j["sha256"].as_str().unwrap());
     assert_layout(&bytes);
+
+    // Server-side encryption is asked for on the upload (and its .sha256): AES256, then
+    // aws:kms with a key id.
+    for (sse, kms_key) in [("AES256", None), ("aws:kms", Some("alias/reel-evidence"))] {
+        let dest = format!("s3://{}/tls-sse/", s3.bucket());
+        let mut args = base.to_vec();
+        args[4] = dest.as_str();
+        args.extend(["--s3-ca", ca.as_str(), "--s3-sse", sse]);
+        if let Some(k) = kms_key {
+            args.extend(["--s3-sse-kms-key-id", k]);
+        }
+        let out = export(&store, &args, &s3.reel_env());
+        out.ok();
+        let key = out.json()["destination"]
+            .as_str()
+            .unwrap()
+            .strip_prefix(&format!("s3://{}/", s3.bucket()))
+            .unwrap()
+            .to_string();
+        for k in [key.clone(), format!("{key}.sha256")] {
+            let head = s3.py(
+                "h = s3.head_object(Bucket=B, Key=sys.argv[1])\nprint(json.dumps([h.get('ServerSideEncryption'), h.get('SSEKMSKeyId')]))",
+                &[&k],
+            );
+            let (got, got_key): (Option<String>, Option<String>) =
+                serde_json::from_str(head.trim()).unwrap();
+            assert_eq!(got.as_deref(), Some(sse), "{k}: {head}");
+            if let Some(want) = kms_key {
+                assert!(got_key.unwrap_or_default().contains(want), "{k}: {head}");
+            }
+        }
+    }
     assert!(s3.uploads().is_empty(), "{:?}", s3.uploads());
     assert_running(&c);
 }
