@@ -19,7 +19,8 @@ pub struct HashingReader<R> {
     hasher: Sha256,
     bytes: u64,
     failed: bool,
-    hash: bool,
+    /// Bytes at the start already in `hasher` (see [`HashingReader::resume`]).
+    skip: u64,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -30,15 +31,16 @@ impl<R: Read> HashingReader<R> {
             hasher: Sha256::new(),
             bytes: 0,
             failed: false,
-            hash: true,
+            skip: 0,
         }
     }
 
-    /// Wraps `inner` only to count (the digest is known already); [`finish`](Self::finish)
-    /// then returns an empty digest.
-    pub fn counting(inner: R) -> Self {
+    /// Wraps `inner` whose first `skip` bytes are already in `hasher` (hashed earlier): they
+    /// are read and counted, and only what follows is hashed.
+    pub fn resume(inner: R, hasher: Sha256, skip: u64) -> Self {
         HashingReader {
-            hash: false,
+            hasher,
+            skip,
             ..HashingReader::new(inner)
         }
     }
@@ -55,12 +57,7 @@ impl<R: Read> HashingReader<R> {
 
     /// The hex SHA-256 of everything read, the byte count, and the inner reader.
     pub fn finish(self) -> (String, u64, R) {
-        let digest = if self.hash {
-            hex::encode(self.hasher.finalize())
-        } else {
-            String::new()
-        };
-        (digest, self.bytes, self.inner)
+        (hex::encode(self.hasher.finalize()), self.bytes, self.inner)
     }
 }
 
@@ -68,9 +65,12 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
-                if self.hash {
-                    self.hasher.update(buf.get(..n).unwrap_or_default());
-                }
+                let read = buf.get(..n).unwrap_or_default();
+                // The part of this read past the bytes hashed earlier.
+                let from = usize::try_from(self.skip.saturating_sub(self.bytes))
+                    .unwrap_or(usize::MAX)
+                    .min(n);
+                self.hasher.update(read.get(from..).unwrap_or_default());
                 self.bytes += n as u64;
                 Ok(n)
             }

@@ -43,7 +43,7 @@ pub use manifest::{
     ContainerIdentity, Manifest, ManifestFields, MemberDigest, RootfsDiffInfo,
     MANIFEST_SCHEMA_VERSION,
 };
-pub use prehash::{KnownDigest, PreHasher};
+pub use prehash::{PreHasher, PrefixDigest};
 pub use reader::{
     detect_compression, index, read_manifest, read_manifest_from, Compression, IndexedMember,
     MAX_MANIFEST_BYTES, ZSTD_MAGIC,

@@ -2,11 +2,12 @@
 //!
 //! While the container is frozen, CRIU keeps one core busy writing pages and the other core
 //! idles. A pre-hasher thread follows each `pages-*.img` as it grows (it reads from the page
-//! cache what CRIU just wrote) and computes its SHA-256 on that idle core. Once the dump is
-//! over, the archive writer uses those digests instead of hashing the largest members again
-//! on the critical path: see [`ArchiveWriter::use_known_digests`](super::ArchiveWriter::use_known_digests).
-//! A digest is used only if the file is still the one that was hashed (same inode, size and
-//! modification time); otherwise the writer hashes as usual.
+//! cache what CRIU just wrote) and feeds its SHA-256 on that idle core. When the dump is over
+//! it stops at once, wherever it is: the archive writer takes each hash state over and hashes
+//! only the rest of the file (CRIU only appends to an image), so the largest members cost
+//! little hashing after the thaw and nothing waits for the pre-hasher: see
+//! [`ArchiveWriter::use_prefix_digests`](super::ArchiveWriter::use_prefix_digests). A state is
+//! used only for the same file (device and inode) at least as long as what was hashed.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -25,35 +26,33 @@ const POLL: Duration = Duration::from_millis(2);
 /// Bytes read at a time.
 const READ_BYTES: usize = 1 << 20;
 
-/// The SHA-256 of a file as it was when hashed, with what identifies that version of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownDigest {
+/// The SHA-256 state of a file's first [`hashed`](Self::hashed) bytes.
+#[derive(Debug, Clone)]
+pub struct PrefixDigest {
     pub path: PathBuf,
-    pub size: u64,
-    pub sha256: String,
+    /// Bytes hashed from the start of the file.
+    pub hashed: u64,
+    hasher: Sha256,
     dev: u64,
     ino: u64,
-    mtime_ns: i128,
 }
 
-impl KnownDigest {
-    /// Whether `meta` (of the file at [`path`](Self::path)) is still the version hashed.
-    pub fn matches(&self, meta: &fs::Metadata) -> bool {
-        meta.dev() == self.dev
-            && meta.ino() == self.ino
-            && meta.len() == self.size
-            && mtime_ns(meta) == self.mtime_ns
+impl PrefixDigest {
+    /// Whether `meta` (of the file at [`path`](Self::path)) is the file hashed, grown or not.
+    pub fn applies_to(&self, meta: &fs::Metadata) -> bool {
+        meta.dev() == self.dev && meta.ino() == self.ino && meta.len() >= self.hashed
     }
-}
 
-fn mtime_ns(meta: &fs::Metadata) -> i128 {
-    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+    /// The hash state, to feed the rest of the file into.
+    pub fn into_hasher(self) -> Sha256 {
+        self.hasher
+    }
 }
 
 /// Follows the `pages-*.img` files of an images directory on a thread of its own.
 pub struct PreHasher {
     done: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<KnownDigest>>>,
+    handle: Option<JoinHandle<Vec<PrefixDigest>>>,
 }
 
 struct Followed {
@@ -78,15 +77,15 @@ impl PreHasher {
         })
     }
 
-    /// Says that the writer is done (CRIU returned), hashes what is left and returns the
-    /// digests of the files followed to their end.
-    pub fn finish(mut self) -> Vec<KnownDigest> {
+    /// Stops (CRIU returned) and returns how far each file was hashed.
+    pub fn finish(mut self) -> Vec<PrefixDigest> {
         self.done.store(true, Ordering::SeqCst);
         let waited = std::time::Instant::now();
         match self.handle.take().map(JoinHandle::join) {
             Some(Ok(digests)) => {
                 tracing::debug!(
                     files = digests.len(),
+                    bytes = digests.iter().map(|d| d.hashed).sum::<u64>(),
                     waited_ms = waited.elapsed().as_millis() as u64,
                     "page images pre-hashed"
                 );
@@ -112,13 +111,10 @@ fn is_pages_image(name: &str) -> bool {
     name.starts_with("pages-") && name.ends_with(".img")
 }
 
-fn follow(dir: &Path, done: &AtomicBool) -> Vec<KnownDigest> {
+fn follow(dir: &Path, done: &AtomicBool) -> Vec<PrefixDigest> {
     let mut files: BTreeMap<String, Followed> = BTreeMap::new();
     let mut buf = vec![0u8; READ_BYTES];
-    loop {
-        // Read the flag first: once it is set, CRIU has finished, so the pass below sees every
-        // file whole.
-        let last_pass = done.load(Ordering::SeqCst);
+    'follow: while !done.load(Ordering::SeqCst) {
         if let Ok(rd) = fs::read_dir(dir) {
             for e in rd.flatten() {
                 let Ok(name) = e.file_name().into_string() else {
@@ -143,6 +139,10 @@ fn follow(dir: &Path, done: &AtomicBool) -> Vec<KnownDigest> {
         let mut progressed = false;
         for f in files.values_mut().filter(|f| !f.failed) {
             loop {
+                // Checked between reads: once CRIU is done, the archive writer hashes the rest.
+                if done.load(Ordering::SeqCst) {
+                    break 'follow;
+                }
                 match f.file.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
@@ -159,25 +159,21 @@ fn follow(dir: &Path, done: &AtomicBool) -> Vec<KnownDigest> {
                 }
             }
         }
-        if last_pass {
-            break;
-        }
         if !progressed {
             thread::sleep(POLL);
         }
     }
     files
         .into_iter()
-        .filter(|(_, f)| !f.failed)
+        .filter(|(_, f)| !f.failed && f.read > 0)
         .filter_map(|(name, f)| {
             let meta = f.file.metadata().ok()?;
-            (meta.len() == f.read).then(|| KnownDigest {
+            Some(PrefixDigest {
                 path: dir.join(name),
-                size: f.read,
-                sha256: hex::encode(f.hasher.finalize()),
+                hashed: f.read,
+                hasher: f.hasher,
                 dev: meta.dev(),
                 ino: meta.ino(),
-                mtime_ns: mtime_ns(&meta),
             })
         })
         .collect()
@@ -189,34 +185,41 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn follows_files_as_they_grow() {
+    fn a_prefix_hashed_while_written_resumes_to_the_whole_digest() {
         let dir = tempfile::tempdir().unwrap();
         let p = PreHasher::start(dir.path()).unwrap();
         let path = dir.path().join("pages-1.img");
         let mut f = File::create(&path).unwrap();
         let mut all = Vec::new();
-        for i in 0..50u8 {
+        for i in 0..30u8 {
             let chunk = vec![i; 100_000];
             f.write_all(&chunk).unwrap();
             all.extend_from_slice(&chunk);
-            thread::sleep(Duration::from_millis(1));
+            thread::sleep(Duration::from_millis(2));
         }
         fs::write(dir.path().join("core-1.img"), b"not followed").unwrap();
-        drop(f);
+        // Give the thread time to catch up, stop it, then the file grows on.
+        thread::sleep(Duration::from_millis(100));
         let digests = p.finish();
+        for i in 0..10u8 {
+            let chunk = vec![i ^ 0x5a; 70_000];
+            f.write_all(&chunk).unwrap();
+            all.extend_from_slice(&chunk);
+        }
+        drop(f);
         assert_eq!(digests.len(), 1, "{digests:?}");
-        let d = &digests[0];
+        let d = digests.into_iter().next().unwrap();
         assert_eq!(d.path, path);
-        assert_eq!(d.size, all.len() as u64);
-        assert_eq!(d.sha256, crate::archive::sha256_hex(&all));
-        assert!(d.matches(&fs::metadata(&path).unwrap()));
-        // Any later change makes the digest unusable.
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"x")
-            .unwrap();
-        assert!(!d.matches(&fs::metadata(&path).unwrap()));
+        assert!(d.hashed > 0 && d.hashed <= all.len() as u64, "{}", d.hashed);
+        assert!(d.applies_to(&fs::metadata(&path).unwrap()));
+        let hashed = d.hashed as usize;
+        let mut h = d.into_hasher();
+        h.update(&all[hashed..]);
+        assert_eq!(hex::encode(h.finalize()), crate::archive::sha256_hex(&all));
+        // Another file under the same name is not the one hashed.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, &all).unwrap();
+        let again = PreHasher::start(dir.path()).unwrap().finish();
+        assert!(again.iter().all(|d| d.hashed <= all.len() as u64));
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use tar::{Builder, EntryType, Header};
 
-use super::prehash::KnownDigest;
+use super::prehash::PrefixDigest;
 use super::rootfs_diff::StagedRootfsDiff;
 use super::{
     ArchiveError, ConfigDump, HashingReader, Manifest, ManifestFields, MemberDigest,
@@ -50,7 +50,7 @@ pub struct ArchiveWriter<W: Write> {
     members: Vec<MemberDigest>,
     names: HashSet<String>,
     rootfs: Option<RootfsDiffInfo>,
-    known: Vec<KnownDigest>,
+    prefixes: Vec<PrefixDigest>,
     /// The buffer members are copied through (allocated on first use).
     copy_buf: Vec<u8>,
 }
@@ -67,15 +67,16 @@ impl<W: Write> ArchiveWriter<W> {
             members: Vec::new(),
             names: HashSet::new(),
             rootfs: None,
-            known: Vec::new(),
+            prefixes: Vec::new(),
             copy_buf: Vec::new(),
         }
     }
 
-    /// Digests computed earlier (by a [`PreHasher`](super::PreHasher) while CRIU wrote the
-    /// files): a file appended by path that is still the version hashed is not hashed again.
-    pub fn use_known_digests(&mut self, known: Vec<KnownDigest>) {
-        self.known = known;
+    /// Hash states of files' first bytes, computed earlier (by a [`PreHasher`](super::PreHasher)
+    /// while CRIU wrote them): a file appended by path that is still that file is hashed from
+    /// where the state stops.
+    pub fn use_prefix_digests(&mut self, prefixes: Vec<PrefixDigest>) {
+        self.prefixes = prefixes;
     }
 
     /// Digests of the members written so far, in order.
@@ -274,12 +275,12 @@ impl<W: Write> ArchiveWriter<W> {
                 path: path.to_owned(),
             });
         }
-        let known = self
-            .known
+        let prefix = self
+            .prefixes
             .iter()
-            .position(|k| k.path == path && k.matches(&meta))
-            .map(|i| self.known.swap_remove(i).sha256);
-        self.append_stream_known(member, meta.len(), file, Some(path), known)
+            .position(|k| k.path == path && k.applies_to(&meta))
+            .map(|i| self.prefixes.swap_remove(i));
+        self.append_stream_known(member, meta.len(), file, Some(path), prefix)
     }
 
     fn append_stream<R: Read>(
@@ -292,22 +293,25 @@ impl<W: Write> ArchiveWriter<W> {
         self.append_stream_known(member, size, reader, source_path, None)
     }
 
-    /// Like `append_stream`; with `known`, the digest is taken from there instead of hashing.
+    /// Like `append_stream`; with `prefix`, hashing resumes after the bytes it covers.
     fn append_stream_known<R: Read>(
         &mut self,
         member: String,
         size: u64,
         reader: R,
         source_path: Option<&Path>,
-        known: Option<String>,
+        prefix: Option<PrefixDigest>,
     ) -> Result<&MemberDigest, ArchiveError> {
         if self.names.contains(&member) {
             return Err(ArchiveError::DuplicateMember(member));
         }
         let mut header = self.header(EntryType::Regular, FILE_MODE, size)?;
         // `take` keeps a growing source from overrunning the size in the header.
-        let mut hashing = match known {
-            Some(_) => HashingReader::counting(reader.take(size)),
+        let mut hashing = match prefix {
+            Some(p) => {
+                let skip = p.hashed;
+                HashingReader::resume(reader.take(size), p.into_hasher(), skip)
+            }
             None => HashingReader::new(reader.take(size)),
         };
         let copied = if header.set_path(&member).is_ok() {
@@ -328,8 +332,7 @@ impl<W: Write> ArchiveWriter<W> {
                 _ => write_err(&member, e),
             });
         }
-        let (computed, mut actual, rest) = hashing.finish();
-        let sha256 = known.unwrap_or(computed);
+        let (sha256, mut actual, rest) = hashing.finish();
         if actual == size && grew(rest.into_inner()) {
             actual = size + 1; // at least
         }

@@ -145,8 +145,8 @@ pub struct Dumped {
     pub stats: DumpStats,
     /// The container was frozen before reel came and was left frozen.
     pub left_frozen: bool,
-    /// Digests of the page images, computed while CRIU wrote them.
-    known_digests: Vec<archive::KnownDigest>,
+    /// How far the page images were hashed while CRIU wrote them.
+    prefix_digests: Vec<archive::PrefixDigest>,
     _lock: ContainerLock,
 }
 
@@ -168,7 +168,7 @@ impl Dumped {
         out: W,
     ) -> crate::Result<(archive::Manifest, W)> {
         let mut w = ArchiveWriter::new(out, self.fields.created);
-        w.use_known_digests(self.known_digests.clone());
+        w.use_prefix_digests(self.prefix_digests.clone());
         w.append_images_dir(&self.stage.images_dir())?;
         w.append_config_dump(&self.config)?;
         w.append_bytes(archive::SPEC_DUMP, &self.spec_bytes)?;
@@ -367,7 +367,7 @@ impl Checkpointer {
         let left_frozen = guard.was_frozen();
         guard.thaw()?;
         let frozen = freeze_started.elapsed();
-        let known_digests = prehash.map(archive::PreHasher::finish).unwrap_or_default();
+        let prefix_digests = prehash.map(archive::PreHasher::finish).unwrap_or_default();
         let diff = diff?;
         // CRIU dumps an expired periodic timerfd in a state its restore turns into a disarmed
         // timer (see plan::rearm_expired_timerfds): re-arm those entries before archiving. A
@@ -415,7 +415,7 @@ impl Checkpointer {
             frozen,
             stats,
             left_frozen,
-            known_digests,
+            prefix_digests,
             _lock: lock,
         })
     }
