@@ -135,7 +135,7 @@ impl<W: Write> ArchiveWriter<W> {
     ) -> Result<&MemberDigest, ArchiveError> {
         let member = image_member_name(name)?;
         self.ensure_images_phase(&member)?;
-        self.append_stream(member, data.len() as u64, data, None)
+        self.append_stream(member, data.len() as u64, data, None, None)
     }
 
     /// Appends the file at `path` as the top-level member `name` (e.g. `stats-dump`, `dump.log`).
@@ -148,7 +148,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// wrote it).
     pub fn append_bytes(&mut self, name: &str, data: &[u8]) -> Result<&MemberDigest, ArchiveError> {
         self.enter_metadata(name)?;
-        self.append_stream(name.to_owned(), data.len() as u64, data, None)
+        self.append_stream(name.to_owned(), data.len() as u64, data, None, None)
     }
 
     /// Appends exactly `size` bytes from `reader` as the top-level member `name`. A reader that
@@ -160,7 +160,7 @@ impl<W: Write> ArchiveWriter<W> {
         reader: R,
     ) -> Result<&MemberDigest, ArchiveError> {
         self.enter_metadata(name)?;
-        self.append_stream(name.to_owned(), size, reader, None)
+        self.append_stream(name.to_owned(), size, reader, None, None)
     }
 
     /// Appends `config.dump`.
@@ -280,21 +280,12 @@ impl<W: Write> ArchiveWriter<W> {
             .iter()
             .position(|k| k.path == path && k.applies_to(&meta))
             .map(|i| self.prefixes.swap_remove(i));
-        self.append_stream_known(member, meta.len(), file, Some(path), prefix)
+        self.append_stream(member, meta.len(), file, Some(path), prefix)
     }
 
+    /// Appends `size` bytes of `reader` as `member`, hashing them on the way; with `prefix`,
+    /// hashing resumes after the bytes it covers.
     fn append_stream<R: Read>(
-        &mut self,
-        member: String,
-        size: u64,
-        reader: R,
-        source_path: Option<&Path>,
-    ) -> Result<&MemberDigest, ArchiveError> {
-        self.append_stream_known(member, size, reader, source_path, None)
-    }
-
-    /// Like `append_stream`; with `prefix`, hashing resumes after the bytes it covers.
-    fn append_stream_known<R: Read>(
         &mut self,
         member: String,
         size: u64,
