@@ -6,8 +6,10 @@
 #  2. the real thing: a sample container (runc, laid out as a Kubernetes pod's container would
 #     be: namespace reel-demo, pod sample, container counter) is listed with
 #     `reel get workloads`, checkpointed with `reel create checkpoint` while it keeps running,
-#     verified, and its images are restored by `runc restore` into a new container whose
-#     counter continues from the checkpointed value.
+#     verified, exported as evidence (`reel export checkpoint`: a fresh checkpoint straight to
+#     a zstd archive with its .sha256, verified again), and the stored checkpoint's images are
+#     restored by `runc restore` into a new container whose counter continues from the
+#     checkpointed value.
 #
 #   scripts/demo.sh [DIR WITH reel AND examples/]   (default target/release)
 set -euo pipefail
@@ -78,6 +80,15 @@ say "reel list checkpoint -n $ns"
 say "reel verify checkpoint $cid"
 "$reel" --root "$store" verify checkpoint "$cid"
 
+say "reel export checkpoint sample -n $ns --dest $work/evidence/   (a fresh checkpoint, compressed)"
+rm -rf "$work/evidence"
+mkdir -p "$work/evidence"
+"$reel" --root "$store" export checkpoint sample -n "$ns" --dest "$work/evidence/"
+archive=$(ls "$work/evidence"/*.tar.zst)
+ls -l "$work/evidence"
+say "reel verify checkpoint $archive"
+"$reel" --root "$store" verify checkpoint "$archive"
+
 say "runc restore of reel's images into a new container"
 tar -tf "$store/$cid.tar" | sed -n '1,3p;$p' | sed 's/^/  member: /'
 mkdir -p "$work/restore/images"
@@ -95,4 +106,4 @@ v2=$(counter "$work/restore/bundle/rootfs")
 echo "restored container $rid: a second after the restore its counter is $v2; it was $before just before the checkpoint"
 echo "(counting 10 a second from 0 it would be about 10: it continued from the checkpointed value)"
 [ "$v2" -gt "$before" ] && [ "$before" -gt 10 ] || { echo "demo: the restored counter did not continue" >&2; exit 1; }
-say "done: checkpoints are in $store"
+say "done: checkpoints are in $store, the exported evidence in $work/evidence"
