@@ -4,9 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use reel_core::cgroups::Preference;
-use reel_core::checkpoint::{CheckpointOptions, Checkpointer, Created, Target};
-use reel_core::discovery::DiscoveryConfig;
-use reel_core::lock::Locker;
+use reel_core::checkpoint::{CheckpointOptions, Created, Target};
 
 use crate::cli::{Cli, CreateCheckpoint, DumpFlags, FreezerChoice, Output};
 use crate::hints::usage;
@@ -54,14 +52,7 @@ fn parse_timeout(s: &str) -> anyhow::Result<Duration> {
 pub fn take(cli: &Cli, target: &Target, flags: &DumpFlags) -> anyhow::Result<Created> {
     let opts = options(flags)?;
     super::require_root("checkpointing a container")?;
-    let criu = super::criu(cli)?;
-    let store = super::open_store(cli)?;
-    let cp = Checkpointer {
-        criu,
-        store,
-        discovery: DiscoveryConfig::default(),
-        locks: Locker::default(),
-    };
+    let cp = super::checkpointer(cli)?;
     cp.create(target, &opts).with_context(|| {
         format!(
             "checkpointing {}/{}{}",

@@ -9,14 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use reel_core::checkpoint::Checkpointer;
-use reel_core::discovery::DiscoveryConfig;
 use reel_core::export::local::{LocalFile, Stdout};
 use reel_core::export::s3::{S3Client, S3Options, Sse};
 use reel_core::export::{
     self, dest, Destination, Encoding, ExportError, Exported, Level, Phase, Plan, Progress, Sink,
 };
-use reel_core::lock::Locker;
 use serde::Serialize;
 
 use crate::cli::{Cli, ExportCheckpoint, Output};
@@ -113,14 +110,7 @@ pub fn run(cli: &Cli, args: &ExportCheckpoint) -> anyhow::Result<()> {
     super::require_root("checkpointing a container")?;
     let pod = args.pod.clone().unwrap_or_default();
     let namespace = args.namespace.clone().unwrap_or_else(|| "default".into());
-    let criu = super::criu(cli)?;
-    let store = super::open_store(cli)?;
-    let cp = Checkpointer {
-        criu,
-        store,
-        discovery: DiscoveryConfig::default(),
-        locks: Locker::default(),
-    };
+    let cp = super::checkpointer(cli)?;
     let target = format!(
         "{namespace}/{pod}{}",
         args.container

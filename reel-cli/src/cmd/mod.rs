@@ -56,6 +56,17 @@ pub fn criu(cli: &Cli) -> anyhow::Result<Criu> {
     c.context("finding CRIU")
 }
 
+/// A checkpointer with reel's CRIU, the store, discovery from the runtimes' state and the
+/// container locks.
+pub fn checkpointer(cli: &Cli) -> anyhow::Result<reel_core::checkpoint::Checkpointer> {
+    Ok(reel_core::checkpoint::Checkpointer {
+        criu: criu(cli)?,
+        store: open_store(cli)?,
+        discovery: reel_core::discovery::DiscoveryConfig::default(),
+        locks: reel_core::lock::Locker::default(),
+    })
+}
+
 /// Refuse early, with a clear message, what only root can do.
 pub fn require_root(what: &str) -> anyhow::Result<()> {
     if nix::unistd::geteuid().is_root() {

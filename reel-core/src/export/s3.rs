@@ -78,6 +78,21 @@ pub struct S3Options {
     pub max_attempts: Option<u32>,
 }
 
+impl S3Options {
+    /// The server-side encryption headers of every object reel writes: the algorithm, and the
+    /// KMS key id with aws:kms.
+    fn encryption(&self) -> (Option<ServerSideEncryption>, Option<String>) {
+        match self.sse {
+            None => (None, None),
+            Some(Sse::Aes256) => (Some(ServerSideEncryption::Aes256), None),
+            Some(Sse::Kms) => (
+                Some(ServerSideEncryption::AwsKms),
+                self.sse_kms_key_id.clone(),
+            ),
+        }
+    }
+}
+
 /// An S3 client with its own small runtime (one I/O thread).
 pub struct S3Client {
     rt: Arc<Runtime>,
@@ -229,7 +244,10 @@ impl S3Client {
             .bucket(bucket)
             .key(key)
             .content_type(content_type(key));
-        req = self.with_sse_create(req);
+        let (sse, kms_key) = self.opts.encryption();
+        req = req
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key);
         let created = self.rt.block_on(req.send()).map_err(|e| ExportError::S3 {
             operation: "CreateMultipartUpload",
             target: target.clone(),
@@ -262,24 +280,6 @@ impl S3Client {
             progress,
             finished: false,
         })
-    }
-
-    fn with_sse_create(
-        &self,
-        req: aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
-    ) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder
-    {
-        match self.opts.sse {
-            None => req,
-            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms) => {
-                let r = req.server_side_encryption(ServerSideEncryption::AwsKms);
-                match &self.opts.sse_kms_key_id {
-                    Some(k) => r.ssekms_key_id(k.clone()),
-                    None => r,
-                }
-            }
-        }
     }
 
     /// Lists the multipart uploads in progress under `prefix` (key, upload id).
@@ -459,17 +459,10 @@ impl S3Upload {
             .key(format!("{}.sha256", self.key))
             .content_type("text/plain")
             .body(ByteStream::from(body.into_bytes()));
-        req = match self.opts.sse {
-            None => req,
-            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms) => {
-                let r = req.server_side_encryption(ServerSideEncryption::AwsKms);
-                match &self.opts.sse_kms_key_id {
-                    Some(k) => r.ssekms_key_id(k.clone()),
-                    None => r,
-                }
-            }
-        };
+        let (sse, kms_key) = self.opts.encryption();
+        req = req
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key);
         self.rt
             .block_on(req.send())
             .map(|_| ())
