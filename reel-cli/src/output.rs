@@ -20,7 +20,7 @@ pub fn print<T: Serialize>(
             writeln!(out)?;
         }
         Output::Yaml => {
-            serde_yaml::to_writer(&mut out, value).context("writing YAML")?;
+            yaml_serde::to_writer(&mut out, value).context("writing YAML")?;
         }
         Output::Table => table().write(&mut out)?,
     }

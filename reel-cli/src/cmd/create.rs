@@ -89,7 +89,7 @@ pub fn run(cli: &Cli, args: &CreateCheckpoint) -> anyhow::Result<()> {
     let created = take(cli, &target, &args.dump)?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
-        Output::Yaml => print!("{}", serde_yaml::to_string(&created)?),
+        Output::Yaml => print!("{}", yaml_serde::to_string(&created)?),
         Output::Table => {
             println!("Checkpoint created: {}", created.id);
             if !cli.quiet {

@@ -298,7 +298,7 @@ fn print(format: Output, s: &Summary, plan: &Plan, _quiet: bool) -> anyhow::Resu
     };
     match format {
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(s)?)?,
-        Output::Yaml => write!(out, "{}", serde_yaml::to_string(s)?)?,
+        Output::Yaml => write!(out, "{}", yaml_serde::to_string(s)?)?,
         Output::Table => {
             writeln!(out, "Checkpoint {} exported to {}", s.id, s.destination)?;
             writeln!(

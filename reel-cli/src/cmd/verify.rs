@@ -53,7 +53,7 @@ pub fn run(cli: &Cli, args: &VerifyCheckpoint) -> anyhow::Result<()> {
     };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&view)?),
-        Output::Yaml => print!("{}", serde_yaml::to_string(&view)?),
+        Output::Yaml => print!("{}", yaml_serde::to_string(&view)?),
         Output::Table => {
             println!("archive  {}", path.display());
             println!("sha256   {}", view.sha256);

@@ -100,6 +100,33 @@ pub struct S3Client {
     opts: S3Options,
 }
 
+/// rustls (ring) with the system's trusted roots, plus the PEM bundle `ca` when given.
+fn https_client(
+    ca: Option<&std::path::Path>,
+) -> Result<aws_sdk_s3::config::SharedHttpClient, ExportError> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    let mut trust = tls::TrustStore::default();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca)
+            .map_err(|e| ExportError::S3Setup(format!("reading {}: {e}", ca.display())))?;
+        if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(ExportError::S3Setup(format!(
+                "{} is not a PEM certificate bundle",
+                ca.display()
+            )));
+        }
+        trust = trust.with_pem_certificate(pem);
+    }
+    let ctx = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| ExportError::S3Setup(format!("TLS set-up: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(ctx)
+        .build_https())
+}
+
 /// The part size for an archive of about `expected` bytes.
 pub fn part_size(expected: Option<u64>) -> u64 {
     let want = expected.unwrap_or(0).div_ceil(PLANNED_PARTS);
@@ -165,26 +192,9 @@ impl S3Client {
         if let Some(r) = &opts.region {
             loader = loader.region(Region::new(r.clone()));
         }
-        if let Some(ca) = &opts.ca_bundle {
-            use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-            let pem = std::fs::read(ca)
-                .map_err(|e| ExportError::S3Setup(format!("reading {}: {e}", ca.display())))?;
-            if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
-                return Err(ExportError::S3Setup(format!(
-                    "{} is not a PEM certificate bundle",
-                    ca.display()
-                )));
-            }
-            let ctx = tls::TlsContext::builder()
-                .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
-                .build()
-                .map_err(|e| ExportError::S3Setup(format!("CA bundle {}: {e}", ca.display())))?;
-            let http = aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-                .tls_context(ctx)
-                .build_https();
-            loader = loader.http_client(http);
-        }
+        // One HTTPS client (rustls with ring) for the credential chain (STS, SSO, IMDS, ECS)
+        // and for S3, with the system's roots plus `--s3-ca`.
+        loader = loader.http_client(https_client(opts.ca_bundle.as_deref())?);
         let sdk = rt.block_on(loader.load());
         let mut b = aws_sdk_s3::config::Builder::from(&sdk)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
