@@ -110,14 +110,6 @@ pub enum CreateNoun {
     Checkpoint(CreateCheckpoint),
 }
 
-/// The checkpoint methods. Only `direct` exists for now.
-#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
-pub enum Method {
-    /// reel freezes the cgroup and drives CRIU itself; no container runtime is asked.
-    #[default]
-    Direct,
-}
-
 /// Flags that change how CRIU dumps the container.
 #[derive(Debug, Args, Clone)]
 pub struct DumpFlags {
@@ -161,8 +153,6 @@ pub struct CreateCheckpoint {
     /// The namespace (default `default`).
     #[arg(short, long, value_name = "NS")]
     pub namespace: Option<String>,
-    #[arg(long, value_enum, default_value_t)]
-    pub method: Method,
     #[command(flatten)]
     pub dump: DumpFlags,
     #[arg(short, long, value_enum, default_value_t)]

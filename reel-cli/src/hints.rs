@@ -43,3 +43,34 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
     }
     None
 }
+
+/// What to do about a CRIU failure reel recognises, with reel's flags.
+pub fn criu(known: reel_core::criu::Known) -> &'static str {
+    use reel_core::criu::Known;
+    match known {
+        Known::NoMemoryTracking => {
+            "this kernel cannot track memory changes: only plain checkpoints work here"
+        }
+        Known::TcpEstablished => {
+            "checkpoint with --tcp-established (restore such images with `runc restore --tcp-established`)"
+        }
+        Known::ExternalUnixSocket => "checkpoint with --ext-unix-sk",
+        Known::ShellJob => "checkpoint with --shell-job",
+        Known::FileLocks => "checkpoint with --file-locks",
+        Known::DeletedFile => {
+            "checkpoint with --link-remap (it links the deleted file back into the container's filesystem)"
+        }
+        Known::UndeclaredMount => {
+            "reel declares every mount of the container's spec; a mount made later inside the container cannot be dumped"
+        }
+        Known::PidNamespaceInit => "checkpoint the container (its init), not a process inside it",
+        Known::NoIptables => "install iptables (apt-get install iptables)",
+        Known::FreezeTimeout => "retry, or give reel more time with --timeout",
+        Known::ReadOnly => "store checkpoints on a writable file system (--root DIR, --staging-dir DIR)",
+        Known::PermissionDenied => "run reel as root",
+        Known::NoSuchProcess => "the container's process is gone; see `reel get workloads -A`",
+        Known::CannotSeize => {
+            "another tracer (strace, gdb) holds a process of the container; detach it and retry"
+        }
+    }
+}

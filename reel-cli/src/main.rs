@@ -21,6 +21,7 @@ fn main() {
         }
     };
     init_tracing(cli.verbose);
+    process_settings();
     let result = run(&cli);
     if let Err(err) = result {
         eprintln!("error: {}", hints::describe(&err));
@@ -53,6 +54,18 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Verb::Export(cli::ExportNoun::Checkpoint(a))) => cmd::export::run(cli, a),
         Some(Verb::Verify(cli::VerifyNoun::Checkpoint(a))) => cmd::verify::run(cli, a),
     }
+}
+
+/// What the whole process needs, set once by the binary (the library never does):
+/// * SIGINT and SIGTERM thaw what reel froze and stop what it writes cleanly
+///   (`reel_core::signals`).
+/// * The allocator returns large buffers to the system at once
+///   (`reel_core::export::return_large_buffers`), so reel's peak memory is what it uses.
+fn process_settings() {
+    if let Err(e) = reel_core::signals::install() {
+        eprintln!("reel: warning: cannot install the SIGINT/SIGTERM handlers: {e}");
+    }
+    reel_core::export::return_large_buffers();
 }
 
 /// Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides it.

@@ -13,16 +13,27 @@ pub fn print<T: Serialize>(
     value: &T,
     table: impl FnOnce() -> Table,
 ) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    print_to(&mut std::io::stdout().lock(), format, value, |out| {
+        table().write(out)
+    })
+}
+
+/// Print `value` to `out` as JSON or YAML, or as `text` writes it for the table format.
+pub fn print_to<T: Serialize>(
+    out: &mut dyn Write,
+    format: Output,
+    value: &T,
+    text: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     match format {
         Output::Json => {
-            serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
+            serde_json::to_writer_pretty(&mut *out, value).context("writing JSON")?;
             writeln!(out)?;
         }
         Output::Yaml => {
-            yaml_serde::to_writer(&mut out, value).context("writing YAML")?;
+            yaml_serde::to_writer(&mut *out, value).context("writing YAML")?;
         }
-        Output::Table => table().write(&mut out)?,
+        Output::Table => text(out)?,
     }
     Ok(())
 }
@@ -45,7 +56,7 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+    pub fn write(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
         for r in &self.rows {
             for (i, c) in r.iter().enumerate() {

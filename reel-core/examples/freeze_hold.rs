@@ -11,6 +11,8 @@ use std::io::{BufRead, Write};
 use reel_core::cgroups::{CgroupKind, FreezeGuard, FreezeOptions, Freezer, Preference};
 
 fn main() {
+    // A program installs reel's SIGINT/SIGTERM handling itself: then a signal thaws.
+    reel_core::signals::install().expect("install the signal handlers");
     let args: Vec<String> = std::env::args().collect();
     let freezer = match (args.get(1).map(String::as_str), args.get(2)) {
         (Some("v1"), Some(dir)) => Freezer::new(CgroupKind::V1, dir),

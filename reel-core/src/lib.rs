@@ -21,8 +21,12 @@ pub mod cgroups;
 pub mod checkpoint;
 pub mod criu;
 pub mod discovery;
+pub mod durable;
 pub mod export;
+pub mod host;
 pub mod lock;
+pub mod oci;
+pub mod signals;
 pub mod store;
 
 mod error;

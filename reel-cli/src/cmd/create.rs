@@ -1,10 +1,13 @@
-//! `reel create checkpoint <pod> [container] -n NS`: checkpoint a running container.
+//! `reel create checkpoint <pod> [container] -n NS`: checkpoint a running container into the
+//! store.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
 use reel_core::cgroups::Preference;
-use reel_core::checkpoint::{CheckpointOptions, Created, Target};
+use reel_core::checkpoint::{CheckpointOptions, Outcome, Output as Sink, Target};
+use reel_core::export::NoProgress;
+use serde::Serialize;
 
 use crate::cli::{Cli, CreateCheckpoint, DumpFlags, FreezerChoice, Output};
 use crate::hints::usage;
@@ -48,61 +51,85 @@ fn parse_timeout(s: &str) -> anyhow::Result<Duration> {
     }
 }
 
-/// Checkpoint `target` into the store.
-pub fn take(cli: &Cli, target: &Target, flags: &DumpFlags) -> anyhow::Result<Created> {
-    let opts = options(flags)?;
-    super::require_root("checkpointing a container")?;
-    let cp = super::checkpointer(cli)?;
-    cp.create(target, &opts).with_context(|| {
-        format!(
-            "checkpointing {}/{}{}",
-            target.namespace,
-            target.pod,
-            target
-                .container
-                .as_deref()
-                .map(|c| format!("/{c}"))
-                .unwrap_or_default()
-        )
-    })
+/// What `create` prints: the stored checkpoint and how the dump went.
+#[derive(Debug, Serialize)]
+struct Created<'a> {
+    id: &'a str,
+    path: Option<&'a std::path::Path>,
+    sha256: &'a str,
+    size: u64,
+    namespace: &'a str,
+    pod: &'a str,
+    container: &'a str,
+    container_id: &'a str,
+    runtime: &'a str,
+    frozen_ms: u64,
+    criu_frozen_ms: Option<u64>,
+    pages_written: Option<u64>,
+    total_ms: u64,
+    left_frozen: bool,
+    rootfs_diff: &'a reel_core::archive::RootfsDiffInfo,
+}
+
+impl<'a> From<&'a Outcome> for Created<'a> {
+    fn from(o: &'a Outcome) -> Self {
+        Created {
+            id: &o.id,
+            path: o.stored.as_ref().map(|s| s.path.as_path()),
+            sha256: &o.archive.sha256,
+            size: o.archive.archive_bytes,
+            namespace: &o.namespace,
+            pod: &o.pod,
+            container: &o.container,
+            container_id: &o.container_id,
+            runtime: &o.runtime,
+            frozen_ms: o.frozen_ms,
+            criu_frozen_ms: o.criu_frozen_ms,
+            pages_written: o.pages_written,
+            total_ms: o.total_ms,
+            left_frozen: o.left_frozen,
+            rootfs_diff: &o.rootfs_diff,
+        }
+    }
 }
 
 pub fn run(cli: &Cli, args: &CreateCheckpoint) -> anyhow::Result<()> {
-    let started = Instant::now();
     let target = Target {
         namespace: args.namespace.clone().unwrap_or_else(|| "default".into()),
         pod: args.pod.clone(),
         container: args.container.clone(),
     };
+    let opts = options(&args.dump)?;
+    super::require_root("checkpointing a container")?;
+    let cp = super::checkpointer(cli)?;
     if !cli.quiet && args.output == Output::Table {
-        eprintln!(
-            "Checkpointing {}/{}{} ...",
-            target.namespace,
-            target.pod,
-            target
-                .container
-                .as_deref()
-                .map(|c| format!("/{c}"))
-                .unwrap_or_default()
-        );
+        eprintln!("Checkpointing {target} ...");
     }
-    let created = take(cli, &target, &args.dump)?;
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
-        Output::Yaml => print!("{}", yaml_serde::to_string(&created)?),
-        Output::Table => {
-            println!("Checkpoint created: {}", created.id);
+    let outcome = super::with_target(
+        cp.run(&target, &opts, &Sink::Store, Arc::new(NoProgress)),
+        &target,
+    )?;
+    let created = Created::from(&outcome);
+    crate::output::print_to(
+        &mut std::io::stdout().lock(),
+        args.output,
+        &created,
+        |out| {
+            writeln!(out, "Checkpoint created: {}", created.id)?;
             if !cli.quiet {
                 eprintln!(
                     "  {} {}, frozen {} ms (CRIU {} ms), total {:.1} s{}",
-                    created.path.display(),
+                    created
+                        .path
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
                     human_bytes(created.size),
                     created.frozen_ms,
                     created
                         .criu_frozen_ms
                         .map(|m| m.to_string())
                         .unwrap_or_else(|| "?".into()),
-                    started.elapsed().as_secs_f64(),
+                    created.total_ms as f64 / 1000.0,
                     if created.left_frozen {
                         "; it was frozen before and stays frozen"
                     } else {
@@ -110,7 +137,7 @@ pub fn run(cli: &Cli, args: &CreateCheckpoint) -> anyhow::Result<()> {
                     }
                 );
             }
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+    )
 }

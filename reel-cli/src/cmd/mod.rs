@@ -38,13 +38,18 @@ pub fn store_root(cli: &Cli) -> PathBuf {
 }
 
 /// Opens the store (creating it root-only when needed). Opening removes what killed runs left
-/// there: temp archives (the store does) and staging directories.
+/// there: temp archives and staging directories.
 pub fn open_store(cli: &Cli) -> anyhow::Result<Store> {
     let root = store_root(cli);
-    let store = Store::open(&root)
-        .with_context(|| format!("opening the checkpoint store {}", root.display()))?;
-    reel_core::checkpoint::clean_stale_stages(store.root());
-    Ok(store)
+    Store::open(&root).with_context(|| format!("opening the checkpoint store {}", root.display()))
+}
+
+/// Says which container a failed checkpoint was of.
+pub fn with_target<T>(
+    r: reel_core::Result<T>,
+    target: &reel_core::checkpoint::Target,
+) -> anyhow::Result<T> {
+    r.with_context(|| format!("checkpointing {target}"))
 }
 
 /// The CRIU reel will use: `--criu`/`$REEL_CRIU`, else the pinned one, else PATH.
@@ -88,10 +93,20 @@ pub fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         Some(reel_core::Error::Criu(e)) => Some(e),
         _ => None,
     });
-    if let Some(e) = criu {
-        if let Some(h) = reel_core::criu::hint_for(&e.to_string()) {
-            return Some(h.to_string());
-        }
+    if let Some(CriuError::RequestFailed {
+        hint: Some(known), ..
+    }) = criu
+    {
+        return Some(crate::hints::criu(*known).to_string());
+    }
+    let export = cause
+        .downcast_ref::<reel_core::export::ExportError>()
+        .or(match core {
+            Some(reel_core::Error::Export(e)) => Some(e),
+            _ => None,
+        });
+    if let Some(reel_core::export::ExportError::S3Untrusted { .. }) = export {
+        return Some("give the CA's PEM bundle with --s3-ca FILE".into());
     }
     let disc = cause.downcast_ref::<DiscoveryError>().or(match core {
         Some(reel_core::Error::Discovery(e)) => Some(e),

@@ -72,13 +72,6 @@ pub enum FreezerError {
         source: io::Error,
     },
 
-    /// The SIGINT/SIGTERM handler could not be installed.
-    #[error("cannot install the SIGINT/SIGTERM handler: {source}")]
-    SignalHandler {
-        #[source]
-        source: io::Error,
-    },
-
     /// The process is exiting because of SIGINT/SIGTERM; no new freeze is started.
     #[error("not freezing cgroup {}: the process is exiting on a signal", path.display())]
     Interrupted { path: PathBuf },

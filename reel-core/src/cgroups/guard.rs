@@ -3,8 +3,8 @@
 //! Thawing is guaranteed at four levels:
 //! 1. [`FreezeGuard::thaw`], explicit, with a `Result`;
 //! 2. `Drop` (early return, `?`, panic unwinding), which logs failures;
-//! 3. SIGINT/SIGTERM: a handler thread thaws every active guard, then the process dies of the
-//!    signal (see `signals.rs`);
+//! 3. SIGINT/SIGTERM, when the program installed reel's handlers ([`crate::signals::install`]):
+//!    the signal thread thaws every active guard, then the process dies of the signal;
 //! 4. SIGKILL, `panic = "abort"`, OOM kill: the [`Watchdog`] process.
 //!
 //! All active guards are kept in a process-wide registry so that the signal thread can find
@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use super::error::{FreezerError, Result};
 use super::watchdog::Watchdog;
-use super::{signals, Freezer, FreezerState};
+use super::{Freezer, FreezerState};
+use crate::{host, signals};
 
 /// How [`Freezer::freeze_with`] freezes.
 #[derive(Debug, Clone)]
@@ -25,7 +26,6 @@ pub struct FreezeOptions {
     timeout: Duration,
     thaw_timeout: Duration,
     watchdog: bool,
-    signal_handler: bool,
 }
 
 impl Default for FreezeOptions {
@@ -34,7 +34,6 @@ impl Default for FreezeOptions {
             timeout: Duration::from_secs(10),
             thaw_timeout: Duration::from_secs(10),
             watchdog: true,
-            signal_handler: true,
         }
     }
 }
@@ -58,20 +57,12 @@ impl FreezeOptions {
         self.watchdog = on;
         self
     }
-
-    /// Thaw on SIGINT/SIGTERM and then terminate the process (default true). Turn off only if
-    /// the caller handles these signals itself and drops the guard.
-    pub fn signal_handler(mut self, on: bool) -> Self {
-        self.signal_handler = on;
-        self
-    }
 }
 
 /// A guard's entry in the registry.
 #[derive(Debug)]
 struct Entry {
     freezer: Freezer,
-    uses_signal_handler: bool,
     state: Mutex<EntryState>,
 }
 
@@ -127,24 +118,12 @@ impl EntryState {
     }
 }
 
-/// Whether this process has a child that is not one of `watchdogs` (that is, a CRIU). Scans
-/// `/proc/<pid>/stat` (`/proc/<pid>/task/<tid>/children` needs CONFIG_PROC_CHILDREN).
+/// Whether this process has a child that is not one of `watchdogs` (that is, a CRIU).
 fn child_other_than(watchdogs: &[i32]) -> bool {
-    let me = std::process::id().to_string();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|p| {
-        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            return false;
-        };
-        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        ppid == Some(me.as_str()) && !watchdogs.contains(&pid)
-    })
+    let me = std::process::id() as i32;
+    host::children(Path::new(host::PROC), me)
+        .iter()
+        .any(|pid| !watchdogs.contains(pid))
 }
 
 /// Whether a task of the freezer's cgroup is traced (CRIU seizes the tasks it dumps).
@@ -155,25 +134,21 @@ fn any_task_traced(freezer: &Freezer) -> bool {
     };
     let tasks = std::fs::read_to_string(freezer.path().join(list)).unwrap_or_default();
     tasks.split_whitespace().any(|tid| {
-        std::fs::read_to_string(format!("/proc/{tid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("TracerPid:"))
-            .is_some_and(|v| v.trim() != "0")
+        tid.parse()
+            .ok()
+            .and_then(|tid| host::status(Path::new(host::PROC), tid))
+            .is_some_and(|s| s.tracer_pid != 0)
     })
 }
 
 struct Registry {
     entries: Vec<Arc<Entry>>,
-    /// Number of registered entries that want the signal handlers.
-    handler_users: usize,
     /// A signal is being handled: the process is about to die.
     shutting_down: bool,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     entries: Vec::new(),
-    handler_users: 0,
     shutting_down: false,
 });
 
@@ -182,49 +157,28 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 fn register(entry: &Arc<Entry>) -> Result<()> {
+    signals::on_signal(on_signal);
     let mut reg = registry();
     if reg.shutting_down {
         return Err(FreezerError::Interrupted {
             path: entry.freezer.path().to_path_buf(),
         });
     }
-    if entry.uses_signal_handler {
-        if reg.handler_users == 0 {
-            signals::install().map_err(|source| {
-                tracing::error!(error = %source, "cannot install signal handlers");
-                FreezerError::SignalHandler { source }
-            })?;
-        }
-        reg.handler_users += 1;
-    }
     reg.entries.push(Arc::clone(entry));
     Ok(())
 }
 
 fn unregister(entry: &Arc<Entry>) {
-    let mut reg = registry();
-    let before = reg.entries.len();
-    reg.entries.retain(|e| !Arc::ptr_eq(e, entry));
-    if reg.entries.len() < before && entry.uses_signal_handler {
-        reg.handler_users -= 1;
-        if reg.handler_users == 0 && !reg.shutting_down {
-            signals::uninstall();
-        }
-    }
+    registry().entries.retain(|e| !Arc::ptr_eq(e, entry));
 }
 
-/// Called by the signal thread for SIGINT/SIGTERM.
-pub(crate) fn on_signal(sig: i32) {
-    let reg = registry();
-    if reg.handler_users == 0 {
-        // Our handler was being removed when the signal came: deliver it again, to whatever
-        // disposition is in place now.
-        drop(reg);
-        // SAFETY: plain kill(2) to ourselves.
-        unsafe { libc::kill(libc::getpid(), sig) };
+/// The signal thread's hook ([`crate::signals`]): with cgroups frozen, thaw them all and end
+/// the process; otherwise nothing.
+fn on_signal(sig: i32) {
+    let mut reg = registry();
+    if reg.entries.is_empty() {
         return;
     }
-    let mut reg = reg;
     reg.shutting_down = true;
     tracing::warn!(
         signal = sig,
@@ -304,7 +258,6 @@ impl FreezeGuard {
         let watchdog_pid = watchdog.as_ref().map(Watchdog::pid);
         let entry = Arc::new(Entry {
             freezer: freezer.clone(),
-            uses_signal_handler: opts.signal_handler,
             state: Mutex::new(EntryState {
                 active: true,
                 watchdog,

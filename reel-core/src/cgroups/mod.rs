@@ -9,7 +9,7 @@
 //! # fn dump(_: &std::path::Path) {}
 //! # fn main() -> Result<(), reel_core::cgroups::FreezerError> {
 //! let freezer = Freezer::for_pid(1234, Preference::Auto)?;
-//! let guard = freezer.freeze()?; // watchdog + SIGINT/SIGTERM handling included
+//! let guard = freezer.freeze()?; // with a watchdog; thawed on SIGINT/SIGTERM after signals::install()
 //! dump(guard.path()); // e.g. CRIU with freeze_cgroup = guard.path()
 //! guard.thaw()?; // or let it drop
 //! # Ok(()) }
@@ -25,7 +25,6 @@ mod error;
 mod fs;
 pub mod guard;
 pub mod mounts;
-mod signals;
 pub mod v1;
 pub mod v2;
 pub mod watchdog;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{FreezerError, Result};
 use super::CgroupKind;
+use crate::host;
 
 /// One mount of a cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,11 +16,14 @@ pub struct CgroupMount {
     pub mount_point: PathBuf,
 }
 
-/// The mounts of the v1 `freezer` hierarchy and of the unified (v2) hierarchy.
+/// The cgroup hierarchies mounted on the host: every v1 hierarchy (with the `freezer` one
+/// apart) and the unified (v2) one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hierarchies {
     /// Mounts of the v1 hierarchy that has the `freezer` controller.
     pub v1_freezer: Vec<CgroupMount>,
+    /// Mounts of every v1 hierarchy, with its controllers (or `name=...`).
+    pub v1: Vec<(Vec<String>, CgroupMount)>,
     /// Mounts of cgroup2.
     pub unified: Vec<CgroupMount>,
 }
@@ -28,37 +32,62 @@ impl Hierarchies {
     /// Read `/proc/self/mountinfo`.
     pub fn from_mountinfo() -> Result<Self> {
         let path = Path::new("/proc/self/mountinfo");
-        let text = std::fs::read_to_string(path).map_err(|e| FreezerError::io("read", path, e))?;
-        Ok(Self::parse(&text))
+        let mounts = host::mountinfo_file(path).map_err(|e| FreezerError::io("read", path, e))?;
+        Ok(Self::from_mounts(&mounts))
     }
 
     /// Parse the text of a mountinfo file. Lines that are not cgroup mounts are ignored.
     pub fn parse(mountinfo: &str) -> Self {
+        Self::from_mounts(&host::parse_mountinfo(mountinfo))
+    }
+
+    /// The cgroup mounts among `mounts`.
+    pub fn from_mounts(mounts: &[host::Mount]) -> Self {
         let mut out = Hierarchies::default();
-        for line in mountinfo.lines() {
-            let fields: Vec<&str> = line.split(' ').collect();
-            // id parent maj:min root mount_point options [optional...] - fstype source super
-            let Some(sep) = fields.iter().position(|f| *f == "-") else {
-                continue;
-            };
-            if sep < 6 || fields.len() < sep + 3 {
-                continue;
-            }
-            let fstype = fields[sep + 1];
-            let super_opts = fields.get(sep + 3).copied().unwrap_or("");
+        for m in mounts {
             let mount = CgroupMount {
-                root: unescape(fields[3]),
-                mount_point: PathBuf::from(unescape(fields[4])),
+                root: m.root.clone(),
+                mount_point: PathBuf::from(&m.mount_point),
             };
-            match fstype {
+            match m.fstype.as_str() {
                 "cgroup2" => out.unified.push(mount),
-                "cgroup" if super_opts.split(',').any(|o| o == "freezer") => {
-                    out.v1_freezer.push(mount)
+                "cgroup" => {
+                    let controllers: Vec<String> = m
+                        .super_options
+                        .iter()
+                        .filter(|o| {
+                            !matches!(
+                                o.as_str(),
+                                "rw" | "ro"
+                                    | "clone_children"
+                                    | "noprefix"
+                                    | "xattr"
+                                    | "cpuset_v2_mode"
+                            ) && !o.starts_with("release_agent=")
+                        })
+                        .cloned()
+                        .collect();
+                    if controllers.iter().any(|c| c == "freezer") {
+                        out.v1_freezer.push(mount.clone());
+                    }
+                    out.v1.push((controllers, mount));
                 }
                 _ => {}
             }
         }
         out
+    }
+
+    /// The directory of `cgroup` (as written in `/proc/<pid>/cgroup`) in the v1 hierarchy that
+    /// holds `controller`.
+    pub fn resolve_v1(&self, controller: &str, cgroup: &str) -> Option<PathBuf> {
+        let mounts: Vec<CgroupMount> = self
+            .v1
+            .iter()
+            .filter(|(c, _)| c.iter().any(|x| x == controller))
+            .map(|(_, m)| m.clone())
+            .collect();
+        resolve_in(&mounts, cgroup)
     }
 
     /// The mounts of one kind.
@@ -80,21 +109,27 @@ impl Hierarchies {
     /// The directory of `cgroup` (a path as written in `/proc/<pid>/cgroup`) in a mount of
     /// that hierarchy, preferring the mount that covers the most of the hierarchy.
     pub fn resolve(&self, kind: CgroupKind, cgroup: &str) -> Option<PathBuf> {
-        if !cgroup.starts_with('/') || cgroup.split('/').any(|c| c == "..") {
-            return None;
-        }
-        let mut candidates: Vec<&CgroupMount> = self.mounts(kind).iter().collect();
-        candidates.sort_by_key(|m| m.root.len());
-        candidates.into_iter().find_map(|m| {
-            let rest = strip_dir_prefix(cgroup, &m.root)?;
-            let rest = rest.trim_start_matches('/');
-            Some(if rest.is_empty() {
-                m.mount_point.clone()
-            } else {
-                m.mount_point.join(rest)
-            })
-        })
+        resolve_in(self.mounts(kind), cgroup)
     }
+}
+
+/// The directory of `cgroup` in one of `mounts` (of one hierarchy), preferring the mount that
+/// covers the most of it; never a path with `..`.
+fn resolve_in(mounts: &[CgroupMount], cgroup: &str) -> Option<PathBuf> {
+    if !cgroup.starts_with('/') || cgroup.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let mut candidates: Vec<&CgroupMount> = mounts.iter().collect();
+    candidates.sort_by_key(|m| m.root.len());
+    candidates.into_iter().find_map(|m| {
+        let rest = strip_dir_prefix(cgroup, &m.root)?;
+        let rest = rest.trim_start_matches('/');
+        Some(if rest.is_empty() {
+            m.mount_point.clone()
+        } else {
+            m.mount_point.join(rest)
+        })
+    })
 }
 
 /// `path` without the directory `prefix` (component-wise), or None if `prefix` is not an
@@ -103,31 +138,6 @@ fn strip_dir_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let prefix = prefix.trim_end_matches('/');
     let rest = path.strip_prefix(prefix)?;
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
-}
-
-/// Undo mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let oct = &bytes[i + 1..i + 4];
-            if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let v = oct
-                    .iter()
-                    .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-                if let Ok(v) = u8::try_from(v) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The freezer-relevant lines of `/proc/<pid>/cgroup`.
@@ -160,17 +170,11 @@ impl ProcessCgroups {
     /// Parse the text of a `/proc/<pid>/cgroup` file.
     pub fn parse(text: &str) -> Self {
         let mut out = ProcessCgroups::default();
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(id), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if id == "0" && controllers.is_empty() {
-                out.unified = Some(path.to_string());
+        for (controllers, path) in host::parse_cgroups(text) {
+            if controllers.is_empty() {
+                out.unified = Some(path);
             } else if controllers.split(',').any(|c| c == "freezer") {
-                out.v1_freezer = Some(path.to_string());
+                out.v1_freezer = Some(path);
             }
         }
         out
@@ -262,12 +266,5 @@ mod tests {
         assert_eq!(p.path(CgroupKind::V2), Some("/"));
         let p = ProcessCgroups::parse("3:cpu,freezer:/f\n");
         assert_eq!(p.path(CgroupKind::V1), Some("/f"));
-    }
-
-    #[test]
-    fn unescapes() {
-        assert_eq!(unescape("/a\\040b\\134c"), "/a b\\c");
-        assert_eq!(unescape("/a\\04"), "/a\\04");
-        assert_eq!(unescape("\\"), "\\");
     }
 }

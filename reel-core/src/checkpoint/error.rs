@@ -33,6 +33,8 @@ pub enum CheckpointError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot prepare the staging directory: {0}")]
+    Durable(#[from] crate::durable::DurableError),
     // Durations as `1ms`, `312.5ms`, `1.2s`: a sub-second timeout must not read `0.0s`.
     #[error(
         "gave up: the container was frozen for {frozen_for:.1?}, past the {limit:?} timeout; it was thawed and runs on"

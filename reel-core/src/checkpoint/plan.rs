@@ -15,8 +15,8 @@ use std::path::{Component, Path, PathBuf};
 
 use protobuf::Message;
 
-use super::spec::Spec;
 use super::CheckpointError;
+use crate::oci::Spec;
 
 /// The devices runc creates in every container (besides the spec's `linux.devices`).
 const DEFAULT_DEVICES: &[&str] = &[
@@ -212,41 +212,13 @@ pub fn proc_root_path(pid: i32, inside: &str) -> PathBuf {
 /// `/sys/fs/cgroup/freezer`, `/sys/fs/cgroup/cpu,cpuacct`.
 fn v1_cgroup_mounts(pid: i32) -> Result<Vec<String>, CheckpointError> {
     let path = PathBuf::from(format!("/proc/{pid}/mountinfo"));
-    let text = std::fs::read_to_string(&path).map_err(|e| CheckpointError::Inspect {
-        path: path.clone(),
-        source: e,
-    })?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        // mountinfo: id parent maj:min root mountpoint opts [optional...] - fstype source super
-        let mut halves = line.splitn(2, " - ");
-        let (left, right) = (halves.next().unwrap_or(""), halves.next().unwrap_or(""));
-        let fstype = right.split_whitespace().next().unwrap_or("");
-        let mountpoint = left.split_whitespace().nth(4).unwrap_or("");
-        if fstype == "cgroup" && mountpoint.starts_with("/sys/fs/cgroup/") {
-            out.push(unescape_mountinfo(mountpoint));
-        }
-    }
-    Ok(out)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v as char);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i] as char);
-        i += 1;
-    }
-    out
+    let mounts = crate::host::mountinfo_file(&path)
+        .map_err(|source| CheckpointError::Inspect { path, source })?;
+    Ok(mounts
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup" && m.mount_point.starts_with("/sys/fs/cgroup/"))
+        .map(|m| m.mount_point)
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,14 +416,5 @@ mod tests {
         assert!(rearm_expired_timerfds(dir.path()).unwrap().is_empty());
         std::fs::write(dir.path().join("files.img"), b"not an image").unwrap();
         assert!(rearm_expired_timerfds(dir.path()).is_err());
-    }
-
-    #[test]
-    fn mountinfo_unescapes_octal() {
-        assert_eq!(
-            unescape_mountinfo("/sys/fs/cgroup/a\\040b"),
-            "/sys/fs/cgroup/a b"
-        );
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }

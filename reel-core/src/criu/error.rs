@@ -3,7 +3,7 @@
 //! Every failure of a request carries the request type and the last error lines of CRIU's log
 //! (the log file in the work dir, and whatever CRIU printed on its stderr before it opened
 //! that log). A failed request also carries CRIU's `cr_errno` and `cr_errmsg`, and a hint when
-//! the message is a known one (see [`hint_for`]).
+//! the message is a known one (see [`Known`]).
 
 use std::fmt;
 use std::io;
@@ -203,7 +203,7 @@ pub enum CriuError {
         "CRIU {request} failed: {}{}{}{}",
         headline(.cr_errmsg.as_deref(), .log),
         errno_text(*.cr_errno),
-        hint_text(*.hint),
+        explanation(*.hint),
         log_lines(.log)
     )]
     RequestFailed {
@@ -215,8 +215,8 @@ pub enum CriuError {
         cr_errmsg: Option<String>,
         /// The last error lines of CRIU's log.
         log: Vec<String>,
-        /// What probably fixes it, when the message is a known one.
-        hint: Option<&'static str>,
+        /// What the failure is, when CRIU's message is a known one.
+        hint: Option<Known>,
     },
 
     /// A notification callback returned an error (or panicked): CRIU was told the step
@@ -282,13 +282,13 @@ impl CriuError {
             .filter(|m| !m.is_empty());
         let hint = cr_errmsg
             .as_deref()
-            .and_then(hint_for)
-            .or_else(|| log.iter().rev().find_map(|l| hint_for(l)));
+            .and_then(Known::recognise)
+            .or_else(|| log.iter().rev().find_map(|l| Known::recognise(l)));
         tracing::warn!(
             request = %request,
             cr_errno = cr_errno.unwrap_or(0),
             cr_errmsg = cr_errmsg.as_deref().unwrap_or(""),
-            hint = hint.unwrap_or(""),
+            known = ?hint,
             last_log_line = log.last().map(String::as_str).unwrap_or(""),
             "CRIU request failed"
         );
@@ -375,66 +375,105 @@ impl CriuError {
     }
 }
 
-/// Known CRIU error messages and what fixes them.
-const HINTS: &[(&str, &str)] = &[
-    (
-        "Tracking memory is not available",
-        "this kernel has no memory dirty tracking (soft-dirty, CONFIG_MEM_SOFT_DIRTY): memory \
-         tracking is unsupported here, so pre-dump and track_mem cannot work; take a plain dump",
-    ),
-    (
-        "Dirty tracking support is OFF",
-        "this kernel has no memory dirty tracking (soft-dirty): memory tracking is unsupported \
-         here, so pre-dump and track_mem cannot work; take a plain dump",
-    ),
-    ("Connected TCP socket", "set tcp_established (or tcp_close)"),
-    ("External socket is used", "set ext_unix_sk"),
-    ("is not a session leader", "set shell_job"),
-    ("Some file locks are hold", "set file_locks"),
-    (
-        "Use --link-remap",
-        "set link_remap (an open file was deleted)",
-    ),
-    (
-        "doesn't have a proper root mount",
-        "declare every bind mount and masked path as an external mount",
-    ),
+/// A CRIU failure reel recognises in CRIU's message or log, so that a program can tell its
+/// user what to do in its own terms (the `reel` CLI names its flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// The kernel has no memory dirty tracking (pre-dump, `track_mem`).
+    NoMemoryTracking,
+    /// An established TCP connection, and `tcp_established` is off.
+    TcpEstablished,
+    /// A unix socket connected outside the dumped tree, and `ext_unix_sk` is off.
+    ExternalUnixSocket,
+    /// The root task is not a session leader, and `shell_job` is off.
+    ShellJob,
+    /// File locks are held, and `file_locks` is off.
+    FileLocks,
+    /// An open file was deleted and cannot be dumped as a ghost file.
+    DeletedFile,
+    /// A mount is neither part of the container nor declared external.
+    UndeclaredMount,
+    /// The pid namespace's init is not dumped and the namespace is not external.
+    PidNamespaceInit,
+    /// CRIU's network lock needs iptables.
+    NoIptables,
+    /// The cgroup freezer timed out.
+    FreezeTimeout,
+    /// The images or work directory is read-only.
+    ReadOnly,
+    /// CRIU lacks a permission.
+    PermissionDenied,
+    /// The process does not exist.
+    NoSuchProcess,
+    /// The process could not be seized.
+    CannotSeize,
+}
+
+/// CRIU's messages (a part of the line) and what they mean.
+const KNOWN: &[(&str, Known)] = &[
+    ("Tracking memory is not available", Known::NoMemoryTracking),
+    ("Dirty tracking support is OFF", Known::NoMemoryTracking),
+    ("Connected TCP socket", Known::TcpEstablished),
+    ("External socket is used", Known::ExternalUnixSocket),
+    ("is not a session leader", Known::ShellJob),
+    ("Some file locks are hold", Known::FileLocks),
+    ("Use --link-remap", Known::DeletedFile),
+    ("doesn't have a proper root mount", Known::UndeclaredMount),
     (
         "Can't dump a pid namespace without the process init",
-        "dump the pid namespace's init, or declare the pid namespace external",
+        Known::PidNamespaceInit,
     ),
-    (
-        "iptables-restore",
-        "install iptables, or choose network_lock nftables or skip",
-    ),
-    (
-        "Unable to freeze cgroup",
-        "the cgroup freezer timed out; retry or raise the timeout",
-    ),
-    (
-        "Read-only file system",
-        "the images or work dir is on a read-only file system",
-    ),
-    (
-        "Permission denied",
-        "CRIU lacks a permission: run it as root",
-    ),
-    (
-        "No such process",
-        "the process does not exist (check the pid)",
-    ),
-    (
-        "Can't stop",
-        "the process could not be seized (does it exist? is it traced?)",
-    ),
+    ("iptables-restore", Known::NoIptables),
+    ("Unable to freeze cgroup", Known::FreezeTimeout),
+    ("Read-only file system", Known::ReadOnly),
+    ("Permission denied", Known::PermissionDenied),
+    ("No such process", Known::NoSuchProcess),
+    ("Can't stop", Known::CannotSeize),
 ];
 
-/// The hint for a known CRIU error message.
-pub fn hint_for(message: &str) -> Option<&'static str> {
-    HINTS
-        .iter()
-        .find(|(needle, _)| message.contains(needle))
-        .map(|(_, hint)| *hint)
+impl Known {
+    /// The failure a CRIU message (or log line) shows, if reel knows it.
+    pub fn recognise(message: &str) -> Option<Known> {
+        KNOWN
+            .iter()
+            .find(|(needle, _)| message.contains(needle))
+            .map(|(_, k)| *k)
+    }
+
+    /// What it means, in CRIU's and this library's terms.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Known::NoMemoryTracking => {
+                "this kernel has no memory dirty tracking (soft-dirty, CONFIG_MEM_SOFT_DIRTY): \
+                 memory tracking is unsupported here, so pre-dump and track_mem cannot work; \
+                 only a plain dump can"
+            }
+            Known::TcpEstablished => {
+                "the tree holds an established TCP connection, which is dumped only with \
+                 tcp_established"
+            }
+            Known::ExternalUnixSocket => {
+                "a unix socket is connected outside the dumped tree, which is dumped only with \
+                 ext_unix_sk or when declared external"
+            }
+            Known::ShellJob => "the root task is not a session leader (a shell job)",
+            Known::FileLocks => "the tree holds file locks, which are dumped only with file_locks",
+            Known::DeletedFile => "an open file was deleted and could not be dumped",
+            Known::UndeclaredMount => {
+                "a mount is not part of the container and not declared external (every bind \
+                 mount and masked path must be)"
+            }
+            Known::PidNamespaceInit => {
+                "the pid namespace's init is not dumped and the namespace is not external"
+            }
+            Known::NoIptables => "CRIU locks the network with iptables, which is not installed",
+            Known::FreezeTimeout => "the cgroup freezer timed out",
+            Known::ReadOnly => "the images or work directory is on a read-only file system",
+            Known::PermissionDenied => "CRIU lacks a permission (it must run as root)",
+            Known::NoSuchProcess => "the process does not exist",
+            Known::CannotSeize => "the process could not be seized (is it traced?)",
+        }
+    }
 }
 
 /// How many error lines of CRIU's log an error keeps.
@@ -506,8 +545,10 @@ fn errno_text(errno: Option<i32>) -> String {
     }
 }
 
-fn hint_text(hint: Option<&str>) -> String {
-    hint.map(|h| format!("; hint: {h}")).unwrap_or_default()
+fn explanation(known: Option<Known>) -> String {
+    known
+        .map(|k| format!(" ({})", k.explanation()))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

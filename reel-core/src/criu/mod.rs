@@ -36,7 +36,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use error::{hint_for, CriuError, ExitInfo, Request, HOW_TO_FIX};
+pub use error::{CriuError, ExitInfo, Known, Request, HOW_TO_FIX};
 pub use notify::{Notification, NotifyFn, NotifyKind};
 pub use options::{open_dir, CgroupMode, NetworkLock, Options, DEFAULT_LOG_LEVEL};
 pub use stats::{decode_stats_image, read_dump_stats, DumpStats};
@@ -145,12 +145,8 @@ impl Criu {
             return Ok(pinned);
         }
         searched.push(pinned);
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("criu");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
+        if let Some(found) = crate::host::which("criu") {
+            return Ok(found);
         }
         searched.push(PathBuf::from("criu (on PATH)"));
         Err(CriuError::BinaryNotFound { searched })

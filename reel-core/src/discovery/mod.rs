@@ -40,8 +40,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
+use crate::cgroups::{CgroupKind, Hierarchies};
+use crate::host as procfs_host;
 pub use error::DiscoveryError;
-use host::CgroupMounts;
 use scan::{OciState, Problems, Spec, StorageContainer, TaskDir};
 
 // ---------------------------------------------------------------------------------------------
@@ -519,8 +520,8 @@ fn merge(tasks: Vec<TaskDir>, storage: Vec<StorageContainer>, oci: Vec<OciState>
 /// The host facts shared by every container.
 struct HostContext {
     proc_root: PathBuf,
-    cgroup_mounts: CgroupMounts,
-    host_mounts: Vec<host::MountInfo>,
+    cgroup_mounts: Hierarchies,
+    host_mounts: Vec<procfs_host::Mount>,
     containerd_runc_base: PathBuf,
 }
 
@@ -554,26 +555,10 @@ fn is_accelerator(path: &str) -> bool {
     ACCELERATOR_PREFIXES.iter().any(|p| path.starts_with(p))
 }
 
-/// Finds a runtime binary on `PATH` (and the usual sbin dirs) without running it.
+/// Finds a runtime binary on `PATH` (and the usual sbin dirs) without running it; its bare
+/// name when it is nowhere.
 fn resolve_binary(name: &str) -> PathBuf {
-    let p = Path::new(name);
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    let extra = [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ];
-    std::env::split_paths(&path_var)
-        .chain(extra.iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|c| c.is_file())
-        .unwrap_or_else(|| p.to_path_buf())
+    procfs_host::which(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// What the CRI annotations say about a container.
@@ -624,10 +609,11 @@ fn cri_names(a: &BTreeMap<String, String>) -> Option<CriNames> {
 
 impl HostContext {
     fn new(proc_root: &Path, containerd_runc: &[PathBuf]) -> Self {
-        let host_mounts = host::mountinfo_of(&proc_root.join("self/mountinfo")).unwrap_or_default();
+        let host_mounts =
+            procfs_host::mountinfo_file(&proc_root.join("self/mountinfo")).unwrap_or_default();
         HostContext {
             proc_root: proc_root.to_path_buf(),
-            cgroup_mounts: CgroupMounts::from_mountinfo(&host_mounts),
+            cgroup_mounts: Hierarchies::from_mounts(&host_mounts),
             host_mounts,
             containerd_runc_base: containerd_runc
                 .first()
@@ -689,7 +675,7 @@ impl HostContext {
                 (bundle, spec_path, spec, o.id.clone())
             }
         };
-        let mut annotations = spec.annotations.clone().unwrap_or_default();
+        let mut annotations = spec.annotations.clone();
         if let Some(o) = &oci {
             for (k, v) in &o.annotations {
                 annotations.entry(k.clone()).or_insert_with(|| v.clone());
@@ -821,7 +807,7 @@ impl HostContext {
 
         let memory_bytes = pid.and_then(|p| self.memory(p, &cgroups));
         let upper_dir = match pid {
-            Some(p) => host::mountinfo_of(&self.proc_root.join(p.to_string()).join("mountinfo"))
+            Some(p) => procfs_host::mountinfo(&self.proc_root, p)
                 .and_then(|m| host::root_upper_dir(&m, "/")),
             None => None,
         }
@@ -905,7 +891,7 @@ impl HostContext {
         let none = (None, None, None);
         // 1. runc/crun recorded the start time: compare it.
         if let Some(o) = oci.filter(|o| o.pid > 0) {
-            let Some(stat) = host::proc_stat(&self.proc_root, o.pid).filter(|s| s.alive()) else {
+            let Some(stat) = procfs_host::stat(&self.proc_root, o.pid).filter(|s| s.alive()) else {
                 return none;
             };
             return match o.start_time {
@@ -934,7 +920,7 @@ impl HostContext {
         if crio.and_then(|c| c.status.as_deref()) == Some("stopped") {
             return none;
         }
-        let Some(stat) = host::proc_stat(&self.proc_root, pid).filter(|s| s.alive()) else {
+        let Some(stat) = procfs_host::stat(&self.proc_root, pid).filter(|s| s.alive()) else {
             return none;
         };
         if let Some(want) = crio.and_then(|c| c.init_start_time).filter(|t| *t > 0) {
@@ -949,7 +935,7 @@ impl HostContext {
         }
         if let Some((_, Some(written))) = pid_file {
             // A reused pid belongs to a process started after the pid file was written.
-            let started = host::process_start(&self.proc_root, &stat);
+            let started = procfs_host::process_start(&self.proc_root, &stat);
             let slack = Duration::from_secs(1);
             if started.is_some_and(|s| s <= written + slack)
                 && self.pid_in_expected_cgroup(pid, spec)
@@ -967,7 +953,7 @@ impl HostContext {
         let Some(want) = spec.linux.as_ref().and_then(|l| l.cgroups_path.clone()) else {
             return true;
         };
-        let Some(lines) = host::proc_cgroups(&self.proc_root, pid) else {
+        let Some(lines) = procfs_host::cgroups(&self.proc_root, pid) else {
             return false;
         };
         let want = if let [_, prefix, name] = want.split(':').collect::<Vec<_>>()[..] {
@@ -981,18 +967,15 @@ impl HostContext {
     }
 
     fn cgroups_of_pid(&self, pid: i32) -> Option<Cgroups> {
-        let paths = host::proc_cgroups(&self.proc_root, pid)?;
+        let paths = procfs_host::cgroups(&self.proc_root, pid)?;
         let mut cg = Cgroups::default();
         for (ctrls, path) in &paths {
             if ctrls.is_empty() {
-                if let Some((mp, root)) = &self.cgroup_mounts.v2 {
-                    cg.unified = Some(host::join_cgroup(mp, root, path));
-                }
+                cg.unified = self.cgroup_mounts.resolve(CgroupKind::V2, path);
                 continue;
             }
             for c in ctrls.split(',') {
-                if let Some((mp, root)) = self.cgroup_mounts.v1_mount(c) {
-                    let dir = host::join_cgroup(mp, root, path);
+                if let Some(dir) = self.cgroup_mounts.resolve_v1(c, path) {
                     match c {
                         "freezer" => cg.freezer = Some(dir),
                         "memory" => cg.memory = Some(dir),
@@ -1020,15 +1003,11 @@ impl HostContext {
                 }
             }
         } else if let Some(rel) = &o.cgroup_path {
-            if let Some((mp, root)) = self.cgroup_mounts.v1_mount("freezer") {
-                cg.freezer = Some(host::join_cgroup(mp, root, rel));
-            }
-            if let Some((mp, root)) = self.cgroup_mounts.v1_mount("memory") {
-                cg.memory = Some(host::join_cgroup(mp, root, rel));
-            }
-            if let Some((mp, root)) = &self.cgroup_mounts.v2 {
-                cg.unified = Some(host::join_cgroup(mp, root, rel));
-            }
+            // Recorded relative to the hierarchy's root, with or without the leading `/`.
+            let path = format!("/{}", rel.trim_start_matches('/'));
+            cg.freezer = self.cgroup_mounts.resolve_v1("freezer", &path);
+            cg.memory = self.cgroup_mounts.resolve_v1("memory", &path);
+            cg.unified = self.cgroup_mounts.resolve(CgroupKind::V2, &path);
         }
         cg
     }
@@ -1054,10 +1033,10 @@ impl HostContext {
             .freezer_dir()
             .and_then(host::cgroup_procs)
             .filter(|p| p.contains(&pid))
-            .unwrap_or_else(|| host::descendants(&self.proc_root, pid));
+            .unwrap_or_else(|| procfs_host::descendants(&self.proc_root, pid));
         let total: u64 = pids
             .iter()
-            .filter_map(|p| host::rss_bytes(&self.proc_root, *p))
+            .filter_map(|p| procfs_host::rss_bytes(&self.proc_root, *p))
             .sum();
         (total > 0).then_some(total)
     }
@@ -1068,21 +1047,19 @@ impl HostContext {
     fn devices(&self, spec: &Spec, pid: Option<i32>) -> Vec<String> {
         let mut out = BTreeSet::new();
         let linux = spec.linux.as_ref();
-        for d in linux.and_then(|l| l.devices.as_ref()).into_iter().flatten() {
+        for d in linux.map(|l| l.devices.as_slice()).unwrap_or_default() {
             if !DEFAULT_DEVICES.contains(&d.path.as_str()) {
                 out.insert(d.path.clone());
             }
         }
-        for m in spec.mounts.iter().flatten() {
+        for m in &spec.mounts {
             let src = m.source.as_deref().unwrap_or_default();
             if is_accelerator(&m.destination) || is_accelerator(src) {
                 out.insert(m.destination.clone());
             }
         }
         if let Some(p) = pid {
-            if let Some(mounts) =
-                host::mountinfo_of(&self.proc_root.join(p.to_string()).join("mountinfo"))
-            {
+            if let Some(mounts) = procfs_host::mountinfo(&self.proc_root, p) {
                 for m in mounts.iter().filter(|m| is_accelerator(&m.mount_point)) {
                     out.insert(m.mount_point.clone());
                 }

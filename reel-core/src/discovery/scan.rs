@@ -115,52 +115,16 @@ fn read_pid(path: &Path) -> Result<Option<(i32, Option<SystemTime>)>, DiscoveryE
 }
 
 // ---------------------------------------------------------------------------------------------
-// The OCI spec (config.json), reduced to what discovery reads
+// The OCI spec (config.json)
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct Spec {
-    #[serde(default)]
-    pub annotations: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub root: Option<SpecRoot>,
-    #[serde(default)]
-    pub mounts: Option<Vec<SpecMount>>,
-    #[serde(default)]
-    pub linux: Option<SpecLinux>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct SpecRoot {
-    #[serde(default)]
-    pub path: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct SpecMount {
-    #[serde(default)]
-    pub destination: String,
-    #[serde(default)]
-    pub source: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct SpecLinux {
-    #[serde(default)]
-    pub devices: Option<Vec<SpecDevice>>,
-    #[serde(default, rename = "cgroupsPath")]
-    pub cgroups_path: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct SpecDevice {
-    #[serde(default)]
-    pub path: String,
-}
+pub(crate) use crate::oci::Spec;
 
 pub(crate) fn read_spec(path: &Path) -> Result<Option<Spec>, DiscoveryError> {
     match read_opt(path)? {
-        Some(b) => parse_json(path, &b).map(Some),
+        Some(b) => Spec::parse(&b)
+            .map(Some)
+            .map_err(|e| DiscoveryError::json(path, e)),
         None => Ok(None),
     }
 }
@@ -312,7 +276,7 @@ fn read_oci_dir(
         });
         let spec_copy = dir.join("config.json");
         let annotations = match read_spec(&spec_copy) {
-            Ok(Some(spec)) => spec.annotations.unwrap_or_default(),
+            Ok(Some(spec)) => spec.annotations,
             _ => BTreeMap::new(),
         };
         return Ok(Some(OciState {

@@ -33,12 +33,12 @@ mod error;
 pub mod frames;
 pub mod local;
 pub mod s3;
+mod spec;
 mod threaded;
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -46,6 +46,8 @@ use serde::Serialize;
 pub use dest::{plan, Destination, Plan};
 pub use error::ExportError;
 pub use frames::Level;
+pub(crate) use spec::open_sink;
+pub use spec::{export_stored, ExportSpec};
 
 use crate::archive::{HashingWriter, Manifest, CHECKPOINT_DIR};
 use crate::checkpoint::Dumped;
@@ -69,6 +71,10 @@ pub trait Sink: Write + Send {
     /// writer thread, so their blocking writes overlap with compression.
     fn uploads_in_background(&self) -> bool {
         false
+    }
+    /// The checkpoint committed to the store, when the sink is the store.
+    fn stored(&mut self) -> Option<StoredArchive> {
+        None
     }
 }
 
@@ -259,7 +265,7 @@ struct Counting<W: Write> {
 
 impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if interrupted() {
+        if crate::signals::interrupted() {
             // Not `ErrorKind::Interrupted`: `write_all` would retry that forever.
             return Err(io::Error::other("interrupted by a signal (SIGINT/SIGTERM)"));
         }
@@ -276,39 +282,11 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_sig: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Whether SIGINT or SIGTERM arrived since [`catch_interrupts`].
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Makes SIGINT and SIGTERM stop the export cleanly instead of killing reel: the next write
-/// fails, the temp file is removed or the multipart upload aborted, and reel exits with an
-/// error. (While the container is frozen, the freezer's own handlers take over: they thaw
-/// first.)
-pub fn catch_interrupts() -> Result<(), ExportError> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_interrupt),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe { sigaction(sig, &action) }
-            .map_err(|e| ExportError::Signal(format!("installing a {sig} handler: {e}")))?;
-    }
-    Ok(())
-}
-
 /// Large buffers (zstd's, S3 parts) come and go on several threads: with glibc's adaptive mmap
 /// threshold they end up in arenas that never shrink. A fixed 1 MiB threshold maps and unmaps
-/// them, so reel's peak memory stays what is in use. Call it before any worker thread starts.
+/// them, so the peak memory of a process that exports stays what is in use. A process-wide
+/// setting: the program calls it once at start, before any worker thread runs (the library
+/// never does).
 pub fn return_large_buffers() {
     // SAFETY: mallopt only tunes the allocator.
     unsafe {
@@ -418,7 +396,7 @@ fn conclude(chain: Chain, failed: Option<crate::Error>, enc: &Encoding) -> crate
                 compression: enc.level.as_str(),
                 frames,
                 manifest: None,
-                kept: None,
+                kept: sink.stored(),
             })
         }
         Err(e) => Err(abort_into(e.into(), sink)),

@@ -55,11 +55,14 @@ pub enum Sse {
 }
 
 impl Sse {
-    pub fn parse(s: &str) -> Option<Sse> {
+    /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    pub fn parse(s: &str) -> Result<Sse, ExportError> {
         match s {
-            "AES256" | "aes256" => Some(Sse::Aes256),
-            "aws:kms" | "kms" => Some(Sse::Kms),
-            _ => None,
+            "AES256" | "aes256" => Ok(Sse::Aes256),
+            "aws:kms" | "kms" => Ok(Sse::Kms),
+            _ => Err(ExportError::UnknownSse {
+                value: s.to_owned(),
+            }),
         }
     }
 }
@@ -79,6 +82,34 @@ pub struct S3Options {
 }
 
 impl S3Options {
+    /// Whether any option differs from the defaults (they only make sense for S3).
+    pub fn is_set(&self) -> bool {
+        self.region.is_some()
+            || self.endpoint.is_some()
+            || self.sse.is_some()
+            || self.sse_kms_key_id.is_some()
+            || self.ca_bundle.is_some()
+    }
+
+    /// Checks the options before anything runs: a KMS key only with aws:kms, an http(s)
+    /// endpoint, a CA bundle that is a PEM file.
+    pub fn validate(&self) -> Result<(), ExportError> {
+        if self.sse_kms_key_id.is_some() && self.sse != Some(Sse::Kms) {
+            return Err(ExportError::KmsKeyWithoutKms);
+        }
+        if let Some(ep) = &self.endpoint {
+            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                return Err(ExportError::BadEndpoint {
+                    endpoint: ep.clone(),
+                });
+            }
+        }
+        if let Some(ca) = &self.ca_bundle {
+            read_pem(ca)?;
+        }
+        Ok(())
+    }
+
     /// The server-side encryption headers of every object reel writes: the algorithm, and the
     /// KMS key id with aws:kms.
     fn encryption(&self) -> (Option<ServerSideEncryption>, Option<String>) {
@@ -100,6 +131,24 @@ pub struct S3Client {
     opts: S3Options,
 }
 
+/// Reads a PEM bundle of CA certificates.
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, ExportError> {
+    let bad = |reason: String| ExportError::BadCaBundle {
+        path: path.to_owned(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(bad("no such file".into()));
+    }
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(bad(
+            "not a PEM certificate bundle (no BEGIN CERTIFICATE block)".into(),
+        ));
+    }
+    Ok(pem)
+}
+
 /// rustls (ring) with the system's trusted roots, plus the PEM bundle `ca` when given.
 fn https_client(
     ca: Option<&std::path::Path>,
@@ -107,15 +156,7 @@ fn https_client(
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
     let mut trust = tls::TrustStore::default();
     if let Some(ca) = ca {
-        let pem = std::fs::read(ca)
-            .map_err(|e| ExportError::S3Setup(format!("reading {}: {e}", ca.display())))?;
-        if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
-            return Err(ExportError::S3Setup(format!(
-                "{} is not a PEM certificate bundle",
-                ca.display()
-            )));
-        }
-        trust = trust.with_pem_certificate(pem);
+        trust = trust.with_pem_certificate(read_pem(ca)?);
     }
     let ctx = tls::TlsContext::builder()
         .with_trust_store(trust)
@@ -150,13 +191,9 @@ where
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             let text = format!("{}", DisplayErrorContext(e));
-            let untrusted = ["certificate", "UnknownIssuer", "unknown issuer"]
-                .iter()
-                .any(|w| text.contains(w));
-            if untrusted {
+            if untrusted_tls(&text) {
                 format!(
-                    "the endpoint's TLS certificate is not trusted (a private CA? give its PEM \
-                     bundle with --s3-ca FILE): {text}"
+                    "the endpoint's TLS certificate is not trusted (signed by a private CA?): {text}"
                 )
             } else {
                 format!("cannot reach the endpoint: {text}")
@@ -164,6 +201,13 @@ where
         }
         _ => format!("{}", DisplayErrorContext(e)),
     }
+}
+
+/// Whether a dispatch failure is a TLS certificate the client does not trust.
+fn untrusted_tls(text: &str) -> bool {
+    ["certificate", "UnknownIssuer", "unknown issuer"]
+        .iter()
+        .any(|w| text.contains(w))
 }
 
 impl S3Client {
@@ -230,9 +274,15 @@ impl S3Client {
                     ),
                     _ => describe(&e),
                 };
+                let target = format!("s3://{bucket}");
+                if matches!(e, SdkError::DispatchFailure(_))
+                    && untrusted_tls(&format!("{}", DisplayErrorContext(&e)))
+                {
+                    return Err(ExportError::S3Untrusted { target, message });
+                }
                 Err(ExportError::S3 {
                     operation: "HeadBucket",
-                    target: format!("s3://{bucket}"),
+                    target,
                     message,
                 })
             }
@@ -290,37 +340,6 @@ impl S3Client {
             progress,
             finished: false,
         })
-    }
-
-    /// Lists the multipart uploads in progress under `prefix` (key, upload id).
-    pub fn list_uploads(
-        &self,
-        bucket: &str,
-        prefix: &str,
-    ) -> Result<Vec<(String, String)>, ExportError> {
-        let r = self
-            .rt
-            .block_on(
-                self.client
-                    .list_multipart_uploads()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .send(),
-            )
-            .map_err(|e| ExportError::S3 {
-                operation: "ListMultipartUploads",
-                target: format!("s3://{bucket}/{prefix}"),
-                message: describe(&e),
-            })?;
-        Ok(r.uploads()
-            .iter()
-            .map(|u| {
-                (
-                    u.key().unwrap_or_default().to_owned(),
-                    u.upload_id().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect())
     }
 }
 

@@ -1,35 +1,22 @@
-//! Temp-file names and removing leftovers of killed runs.
+//! Removing what killed runs left in the store.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{fsutil, Store, StoreError, ARCHIVE_SUFFIX};
+use super::{Store, StoreError, ARCHIVE_SUFFIX};
 use crate::archive::SIDECAR_SUFFIX;
+use crate::durable;
 
-const PARTIAL: &str = ".partial-";
-
-/// The temp name for `file_name` written by `pid`: `.<file_name>.partial-<pid>`.
-pub(crate) fn temp_name(file_name: &str, pid: u32) -> String {
-    format!(".{file_name}{PARTIAL}{pid}")
-}
-
-/// Splits a temp name into the final file name and the writer's pid.
-pub(crate) fn parse_temp_name(name: &str) -> Option<(&str, u32)> {
-    let rest = name.strip_prefix('.')?;
-    let (file, pid) = rest.rsplit_once(PARTIAL)?;
-    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// Whether a temp name's final name is one of the store's: an archive, its sidecar, or a
+/// staging directory (`<id>.stage`).
+pub(crate) fn is_store_name(name: &str, is_dir: bool) -> bool {
+    if is_dir {
+        return name.ends_with(super::STAGE_SUFFIX);
     }
-    let pid: u32 = pid.parse().ok()?;
-    let ours = file.ends_with(ARCHIVE_SUFFIX)
-        || file
+    name.ends_with(ARCHIVE_SUFFIX)
+        || name
             .strip_suffix(SIDECAR_SUFFIX)
-            .is_some_and(|f| f.ends_with(ARCHIVE_SUFFIX));
-    (ours && pid != 0).then_some((file, pid))
-}
-
-fn pid_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+            .is_some_and(|f| f.ends_with(ARCHIVE_SUFFIX))
 }
 
 impl Store {
@@ -39,7 +26,7 @@ impl Store {
         let sidecar = format!("{archive}{SIDECAR_SUFFIX}");
         let mut out = Vec::new();
         for (name, path) in self.entries()? {
-            if let Some((file, pid)) = parse_temp_name(&name) {
+            if let Some((file, pid)) = durable::parse_temp_name(&name) {
                 if file == archive || file == sidecar {
                     out.push((path, pid));
                 }
@@ -62,36 +49,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes temp files whose writer process is gone, then sidecars left without an archive
-    /// (a run killed between writing the sidecar and the rename, or a delete interrupted
-    /// between the two unlinks). Returns what was removed.
+    /// Removes temp files and staging directories whose writer process is gone, then sidecars
+    /// left without an archive (a run killed between writing the sidecar and the rename, or a
+    /// delete interrupted between the two unlinks). Returns what was removed.
     ///
     /// Liveness is judged by `/proc/<pid>` in this process's pid namespace; if `/proc` is not
     /// mounted nothing is removed.
     pub fn clean_leftovers(&self) -> Result<Vec<PathBuf>, StoreError> {
-        if !Path::new("/proc/self").exists() {
-            tracing::warn!("/proc is not mounted; not cleaning leftovers in the checkpoint store");
-            return Ok(Vec::new());
-        }
-        let mut removed = Vec::new();
-        let entries = self.entries()?;
-        for (name, path) in &entries {
-            let Some((_, pid)) = parse_temp_name(name) else {
-                continue;
-            };
-            if pid_alive(pid) {
-                continue;
-            }
-            match fs::remove_file(path) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), pid, "removed leftover of a dead run");
-                    removed.push(path.clone());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io("removing leftover", path, e)),
-            }
-        }
-        for (name, path) in &entries {
+        let mut removed = durable::clean_leftovers(&self.root, is_store_name);
+        for (name, path) in &self.entries()? {
             let Some(id) = name
                 .strip_suffix(SIDECAR_SUFFIX)
                 .and_then(|a| a.strip_suffix(ARCHIVE_SUFFIX))
@@ -103,7 +69,7 @@ impl Store {
             }
             // Partials first, then the archive: a concurrent commit renames partial ⇒ archive,
             // so one of the two checks sees it.
-            if !self.partials_of(id)?.is_empty() || fsutil::exists(&self.archive_path(id)) {
+            if !self.partials_of(id)?.is_empty() || durable::exists(&self.archive_path(id)) {
                 continue;
             }
             match fs::remove_file(path) {

@@ -1,12 +1,13 @@
 //! Selecting and deleting checkpoints.
 
+use crate::durable;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::{fsutil, Selector, Store, StoreError, StoredCheckpoint};
+use super::{Selector, Store, StoreError, StoredCheckpoint};
 
 /// A deleted checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +85,8 @@ impl Store {
             });
         }
         if !deleted.is_empty() {
-            fsutil::sync_dir(self.root()).map_err(|e| StoreError::io("syncing", self.root(), e))?;
+            durable::sync_dir(self.root())
+                .map_err(|e| StoreError::io("syncing", self.root(), e))?;
         }
         Ok(deleted)
     }

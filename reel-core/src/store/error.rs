@@ -6,6 +6,10 @@ use std::path::PathBuf;
 /// Errors from the checkpoint store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Writing or committing a file failed.
+    #[error(transparent)]
+    Durable(#[from] crate::durable::DurableError),
+
     /// A file-system operation on `path` failed (`action` says which).
     #[error("{action} {}: {source}", path.display())]
     Io {

@@ -1,11 +1,12 @@
 //! Listing the store's checkpoints from their manifests.
 
+use crate::durable;
 use std::fs;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::{fsutil, Store, StoreError, ARCHIVE_SUFFIX};
+use super::{Store, StoreError, ARCHIVE_SUFFIX};
 use crate::archive::{read_manifest, Manifest};
 
 /// What a checkpoint's manifest says about it.
@@ -104,7 +105,7 @@ impl Store {
                 path: path.clone(),
                 size: meta.len(),
                 modified: meta.modified().ok().map(DateTime::<Utc>::from),
-                has_sidecar: fsutil::exists(&self.sidecar_path(id)),
+                has_sidecar: durable::exists(&self.sidecar_path(id)),
                 summary: None,
                 problem: None,
             };

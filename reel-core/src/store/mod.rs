@@ -14,13 +14,14 @@ mod age;
 mod cleanup;
 mod delete;
 mod error;
-mod fsutil;
+
 mod id;
 mod list;
 mod pending;
 mod select;
 mod space;
 
+use crate::durable;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub const DEFAULT_ROOT: &str = "/var/lib/reel/checkpoints";
 pub const ROOT_ENV: &str = "REEL_STORE";
 /// Archive file suffix.
 pub const ARCHIVE_SUFFIX: &str = ".tar";
+/// The suffix of a staging directory's name (`<id>.stage`, written as a temp directory).
+pub const STAGE_SUFFIX: &str = ".stage";
 
 /// An open checkpoint store.
 #[derive(Debug)]
@@ -58,7 +61,7 @@ impl Store {
     /// process is gone ([`Store::removed_leftovers`] lists them); a live run's files are kept.
     pub fn open(root: impl AsRef<Path>) -> Result<Store, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let created = fsutil::create_private_dirs(&root)
+        let created = durable::create_private_dirs(&root)
             .map_err(|e| StoreError::io("creating the checkpoint store", &root, e))?;
         let meta = fs::metadata(&root).map_err(|e| StoreError::io("inspecting", &root, e))?;
         if !meta.is_dir() {
@@ -103,8 +106,8 @@ impl Store {
 
     /// Whether a finished checkpoint, its sidecar, or an in-progress temp file uses `id`.
     pub(crate) fn id_in_use(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(fsutil::exists(&self.archive_path(id))
-            || fsutil::exists(&self.sidecar_path(id))
+        Ok(durable::exists(&self.archive_path(id))
+            || durable::exists(&self.sidecar_path(id))
             || !self.partials_of(id)?.is_empty())
     }
 }

@@ -1,14 +1,14 @@
 //! [`Pending`]: a checkpoint being written under a temp name, committed by rename.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
-use super::cleanup::temp_name;
-use super::{fsutil, validate_id, Store, StoreError, ARCHIVE_SUFFIX};
-use crate::archive::{format_sidecar, HashingWriter, SIDECAR_SUFFIX};
+use super::{validate_id, Store, StoreError, ARCHIVE_SUFFIX};
+use crate::archive::{format_sidecar, SIDECAR_SUFFIX};
+use crate::durable::{self, DurableError, DurableFile};
 
 /// How many times [`Store::begin_new`] retries when another run takes the id first.
 const BEGIN_ATTEMPTS: u32 = 16;
@@ -28,17 +28,19 @@ pub struct StoredArchive {
     pub size: u64,
 }
 
-/// A checkpoint being written: a [`Write`] over the temp file `.<id>.tar.partial-<pid>` that
-/// hashes every byte, so [`commit`](Pending::commit) never reads the archive back.
+/// A checkpoint being written: a [`Write`] over the temp file `.<id>.tar.partial-<pid>` (a
+/// [`DurableFile`]) that hashes every byte, so [`commit`](Pending::commit) never reads the
+/// archive back.
 ///
-/// Write the archive through it (e.g. `ArchiveWriter::new(&mut pending, time)`, possibly via a
-/// compressor), then commit. Dropping it uncommitted removes the temp file.
+/// Write the archive through it (e.g. `ArchiveWriter::new(&mut pending, time)`), then commit.
+/// Dropping it uncommitted removes the temp file.
 #[derive(Debug)]
 pub struct Pending {
     id: String,
-    root: PathBuf,
-    temp: PathBuf,
-    out: Option<HashingWriter<BufWriter<File>>>,
+    file: DurableFile,
+    /// The running hash, unless the writer hashes for us ([`Pending::unhashed`]).
+    hasher: Option<Sha256>,
+    bytes: u64,
 }
 
 impl Store {
@@ -49,26 +51,20 @@ impl Store {
         if self.id_in_use(id)? {
             return Err(StoreError::IdTaken { id: id.to_owned() });
         }
-        let pid = std::process::id();
-        let temp = self
-            .root()
-            .join(temp_name(&format!("{id}{ARCHIVE_SUFFIX}"), pid));
-        let file = match fsutil::create_private_file(&temp) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(StoreError::IdTaken { id: id.to_owned() })
-            }
-            Err(e) => return Err(StoreError::io("creating", &temp, e)),
-        };
+        let file = DurableFile::create(&self.archive_path(id)).map_err(|e| match e {
+            DurableError::Exists { .. } => StoreError::IdTaken { id: id.to_owned() },
+            e => StoreError::Durable(e),
+        })?;
         let pending = Pending {
             id: id.to_owned(),
-            root: self.root().to_owned(),
-            temp,
-            out: Some(HashingWriter::new(BufWriter::new(file))),
+            file,
+            hasher: Some(Sha256::new()),
+            bytes: 0,
         };
         // Two runs may have picked the same id at once: whoever sees another's temp file
         // backs off (dropping `pending` removes ours). The commit's no-replace rename is the
         // final guard.
+        let pid = std::process::id();
         if self.partials_of(id)?.iter().any(|(_, p)| *p != pid) {
             tracing::info!(id, "another run started the same checkpoint id");
             return Err(StoreError::IdTaken { id: id.to_owned() });
@@ -101,128 +97,79 @@ impl Pending {
 
     /// The temp file being written.
     pub fn temp_path(&self) -> &Path {
-        &self.temp
+        self.file.temp_path()
     }
 
     /// Where the archive will be after [`commit`](Pending::commit).
     pub fn final_path(&self) -> PathBuf {
-        self.root.join(format!("{}{ARCHIVE_SUFFIX}", self.id))
+        self.file.final_path().to_owned()
     }
 
-    /// Bytes written so far.
-    pub fn bytes_written(&self) -> u64 {
-        self.out.as_ref().map_or(0, HashingWriter::bytes)
+    /// Does not hash what is written: whoever writes hashes it and passes the digest to
+    /// [`Pending::commit_with`] (the export pipeline hashes every archive it writes once).
+    pub fn unhashed(mut self) -> Pending {
+        debug_assert_eq!(self.bytes, 0, "unhashed() after writing");
+        self.hasher = None;
+        self
     }
 
     /// Makes the checkpoint durable and visible: flush and fsync the temp file, write
     /// `<id>.tar.sha256` (`<hex>  <id>.tar`, 0600), then rename the temp file to `<id>.tar`
     /// without replacing anything (the commit point) and fsync the directory.
     pub fn commit(mut self) -> Result<StoredArchive, StoreError> {
-        let out = self.out.take().ok_or_else(|| {
-            StoreError::io(
-                "committing",
-                &self.temp,
-                io::Error::other("already committed"),
-            )
-        })?;
-        let (sha256, size, buffered) = out.finish();
-        let file = buffered
-            .into_inner()
-            .map_err(|e| StoreError::io("writing", &self.temp, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("syncing", &self.temp, e))?;
-        drop(file);
-
-        let final_path = self.final_path();
-        let file_name = format!("{}{ARCHIVE_SUFFIX}", self.id);
-        let sidecar = self.root.join(format!("{file_name}{SIDECAR_SUFFIX}"));
-        self.write_sidecar(&sidecar, &format_sidecar(&sha256, &file_name))?;
-
-        if let Err(e) = fsutil::rename_noreplace(&self.temp, &final_path) {
-            // Our sidecar must not describe someone else's archive.
-            if let Err(e) = fs::remove_file(&sidecar) {
-                tracing::warn!(path = %sidecar.display(), error = %e, "removing sidecar failed");
+        let sha256 = match self.hasher.take() {
+            Some(h) => hex::encode(h.finalize()),
+            None => {
+                return Err(StoreError::io(
+                    "committing",
+                    self.file.temp_path(),
+                    io::Error::other("an unhashed checkpoint needs commit_with"),
+                ))
             }
-            return Err(if e.kind() == io::ErrorKind::AlreadyExists {
-                StoreError::IdTaken {
-                    id: self.id.clone(),
-                }
-            } else {
-                StoreError::io("renaming into place", &self.temp, e)
-            });
-        }
-        // Committed: from here on Drop must not remove anything.
-        self.temp = PathBuf::new();
-        fsutil::sync_dir(&self.root).map_err(|e| StoreError::io("syncing", &self.root, e))?;
+        };
+        self.commit_with(&sha256)
+    }
+
+    /// [`Pending::commit`] with the SHA-256 computed by the writer.
+    pub fn commit_with(self, sha256: &str) -> Result<StoredArchive, StoreError> {
+        let path = self.final_path();
+        let file_name = format!("{}{ARCHIVE_SUFFIX}", self.id);
+        let sidecar = durable::parent_dir(&path).join(format!("{file_name}{SIDECAR_SUFFIX}"));
+        let content = format_sidecar(sha256, &file_name);
+        let id = self.id.clone();
+        let size = self.bytes;
+        self.file
+            .commit(Some((&sidecar, content.as_bytes())))
+            .map_err(|e| match e {
+                DurableError::Exists { .. } => StoreError::IdTaken { id: id.clone() },
+                e => StoreError::Durable(e),
+            })?;
         Ok(StoredArchive {
-            id: self.id.clone(),
-            path: final_path,
+            id,
+            path,
             sidecar,
-            sha256,
+            sha256: sha256.to_owned(),
             size,
         })
     }
 
-    fn write_sidecar(&self, sidecar: &Path, content: &str) -> Result<(), StoreError> {
-        let file_name = sidecar
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = self.root.join(temp_name(&file_name, std::process::id()));
-        let result = (|| {
-            let mut f = fsutil::create_private_file(&temp)
-                .map_err(|e| StoreError::io("creating", &temp, e))?;
-            f.write_all(content.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| StoreError::io("writing", &temp, e))?;
-            fsutil::rename_noreplace(&temp, sidecar).map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    StoreError::IdTaken {
-                        id: self.id.clone(),
-                    }
-                } else {
-                    StoreError::io("renaming into place", &temp, e)
-                }
-            })
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result
+    /// Removes the temp file now; says what was done.
+    pub fn abort(self) -> Result<String, String> {
+        self.file.abort()
     }
 }
 
 impl Write for Pending {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.out.as_mut() {
-            Some(out) => out.write(buf),
-            None => Err(io::Error::other("pending checkpoint already committed")),
+        let n = self.file.write(buf)?;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
         }
+        self.bytes += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.out.as_mut() {
-            Some(out) => out.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if self.temp.as_os_str().is_empty() {
-            return;
-        }
-        // Close before unlinking; buffered bytes are discarded with the file.
-        drop(self.out.take());
-        match fs::remove_file(&self.temp) {
-            Ok(()) => {
-                tracing::debug!(path = %self.temp.display(), "removed uncommitted checkpoint")
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %self.temp.display(), error = %e, "removing temp file failed")
-            }
-        }
+        Ok(())
     }
 }
