@@ -111,23 +111,39 @@ pub enum CreateNoun {
 }
 
 /// Flags that change how CRIU dumps the container.
+///
+/// Boolean flags take the bare form (`--file-locks`) or a value after `=`
+/// (`--tcp-established=false`), as podman and runc users type them; a value is never taken
+/// from the next argument, so `--file-locks web` checkpoints pod `web`.
 #[derive(Debug, Args, Clone)]
 pub struct DumpFlags {
-    /// Dump established TCP connections (without it, a container holding one fails).
-    #[arg(long)]
+    /// Dump established TCP connections with their queued bytes (on by default; the
+    /// connections go on). Restore such images with `runc restore --tcp-established`.
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tcp_established: bool,
     /// Dump file locks (on by default; `--file-locks=false` to turn off).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub file_locks: bool,
-    /// Allow unix sockets connected to peers outside the container.
-    #[arg(long)]
+    /// Allow unix sockets connected to named datagram peers outside the container (sockets
+    /// whose peer is outside are found and declared external anyway).
+    #[arg(long, value_name = "BOOL", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub ext_unix_sk: bool,
     /// The container's init is a shell job (session attached to a terminal outside).
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub shell_job: bool,
-    /// Dump open but deleted files by linking them back (link remap).
-    #[arg(long)]
+    /// Dump open but deleted files by linking them back into the container's filesystem
+    /// (it writes there: never a default; deleted files are kept as ghost files instead).
+    #[arg(long, value_name = "BOOL", default_value_t = false, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub link_remap: bool,
+    /// The largest open-but-deleted file to keep (a CRIU ghost file), e.g. 64M, 1G; 0 refuses
+    /// deleted files. A larger one is refused before the container is frozen.
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    pub ghost_limit: String,
     /// The longest reel may keep the container frozen, e.g. 30s, 2m, 500ms. Past it reel gives
     /// up, thaws the container and says so.
     #[arg(long, default_value = "60s", value_name = "DURATION")]

@@ -72,5 +72,36 @@ pub fn criu(known: reel_core::criu::Known) -> &'static str {
         Known::CannotSeize => {
             "another tracer (strace, gdb) holds a process of the container; detach it and retry"
         }
+        Known::GhostTooLarge => "raise the limit with --ghost-limit SIZE (e.g. --ghost-limit 1G)",
+        Known::OtherUser => OTHER_USER,
     }
+}
+
+/// When CRIU cannot dump another user's process.
+pub const OTHER_USER: &str = "run reel with CAP_SYS_RESOURCE (a node's root has it; `reel get capabilities` shows whether this one does)";
+
+/// What a restore of these images needs, said after a checkpoint.
+pub fn restore(c: &reel_core::checkpoint::Captured) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.tcp_connections > 0 {
+        out.push(format!(
+            "{} established TCP connection(s) kept: restore with `runc restore --tcp-established` \
+             (or close them with CRIU's tcp-close)",
+            c.tcp_connections
+        ));
+    }
+    if c.external_unix_sockets > 0 {
+        out.push(format!(
+            "{} unix socket(s) connected outside the container were declared external: \
+             `runc restore --ext-unix-sk` reconnects them to their peers",
+            c.external_unix_sockets
+        ));
+    }
+    if c.deleted_files > 0 {
+        out.push(format!(
+            "{} deleted file(s) still open were kept as ghost files",
+            c.deleted_files
+        ));
+    }
+    out
 }

@@ -304,19 +304,38 @@ fn process_capability_items() -> Vec<Item> {
             if ok { None } else { Some("run reel as root") },
         ));
     }
+    // CRIU reads the rlimits of every task it dumps; for a task of another uid or gid that
+    // takes CAP_SYS_RESOURCE (`Can't get rlimit`). Hardened nodes' agents may lack it.
+    let resource = has(Capability::CAP_SYS_RESOURCE);
+    out.push(item(
+        "CAP_SYS_RESOURCE",
+        if resource {
+            Status::Ok
+        } else {
+            Status::Warning
+        },
+        if resource {
+            "present: containers whose processes run as other users can be dumped".to_string()
+        } else {
+            "absent: CRIU cannot dump a process whose uids or gids differ from reel's; such \
+             containers are refused before they are frozen"
+                .to_string()
+        },
+        if resource {
+            None
+        } else {
+            Some("run reel with CAP_SYS_RESOURCE (a node's root has it)")
+        },
+    ));
     out
 }
 
 /// CRIU locks a container's network with iptables (or nftables) while it dumps.
 fn netlock_item() -> Item {
-    let find = |name: &str| -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    };
-    match (find("iptables-restore"), find("nft")) {
+    match (
+        crate::host::which("iptables-restore"),
+        crate::host::which("nft"),
+    ) {
         (Some(p), _) => item(
             "network lock",
             Status::Ok,

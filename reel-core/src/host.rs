@@ -157,6 +157,158 @@ pub fn parse_cgroups(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The open file descriptors of `pid` and what they point to (`readlink` of
+/// `/proc/<pid>/fd/<n>`: a path, `socket:[<inode>]`, `pipe:[<inode>]`, `/memfd:<name>
+/// (deleted)`...), sorted by number. Empty when the process is gone.
+pub fn fds(proc_root: &Path, pid: i32) -> Vec<(i32, PathBuf)> {
+    let Some(dir) = pid_dir(proc_root, pid).map(|d| d.join("fd")) else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(i32, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            Some((fd, std::fs::read_link(e.path()).ok()?))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The inode of a `socket:[<inode>]` fd target.
+pub fn socket_inode(target: &Path) -> Option<u32> {
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The file an fd points to, for open-but-deleted regular files: the kernel appends
+/// ` (deleted)` to its path. Memfds (`/memfd:<name> (deleted)`) are not files of a file
+/// system and are not returned.
+pub fn deleted_file(target: &Path) -> Option<&str> {
+    let t = target.to_str()?;
+    let path = t.strip_suffix(" (deleted)")?;
+    (path.starts_with('/') && !path.starts_with("/memfd:")).then_some(path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unix sockets (sock_diag)
+// ---------------------------------------------------------------------------------------------
+
+/// A unix socket as the kernel's sock_diag reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixSocket {
+    pub inode: u32,
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2), `SOCK_SEQPACKET` (5).
+    pub kind: u8,
+    /// `TCP_ESTABLISHED` (1), `TCP_LISTEN` (10), ...
+    pub state: u8,
+    /// The bound name: a path, or `@name` for the abstract namespace.
+    pub name: Option<String>,
+    /// The peer's inode, for a connected socket.
+    pub peer: Option<u32>,
+}
+
+/// Every unix socket of the network namespace `netns` (a `/proc/<pid>/ns/net` path, or `None`
+/// for this thread's own), with names and peers, from the kernel's sock_diag.
+pub fn unix_sockets(netns: Option<&Path>) -> std::io::Result<Vec<UnixSocket>> {
+    match netns {
+        None => unix_sockets_here(),
+        Some(ns) => {
+            // A network namespace is a per-thread attribute: a thread of our own joins it, so
+            // the rest of the process stays where it is.
+            let ns = std::fs::File::open(ns)?;
+            std::thread::Builder::new()
+                .name("reel-sock-diag".into())
+                .spawn(move || {
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                    unix_sockets_here()
+                })?
+                .join()
+                .map_err(|_| std::io::Error::other("the sock_diag thread panicked"))?
+        }
+    }
+}
+
+fn unix_sockets_here() -> std::io::Result<Vec<UnixSocket>> {
+    use netlink_packet_core::{
+        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    };
+    use netlink_packet_sock_diag::unix::nlas::{Nla, UnixDiagName};
+    use netlink_packet_sock_diag::unix::{ShowFlags, StateFlags, UnixRequest};
+    use netlink_packet_sock_diag::SockDiagMessage;
+    use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::UnixRequest(UnixRequest {
+            state_flags: StateFlags::all(),
+            inode: 0,
+            show_flags: ShowFlags::NAME | ShowFlags::PEER,
+            cookie: [0xff; 8],
+        })
+        .into(),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf[..]);
+    socket.send(&buf[..], 0)?;
+
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 1 << 16];
+    loop {
+        let size = socket.recv(&mut &mut rx[..], 0)?;
+        let mut offset = 0;
+        while offset < size {
+            let msg = <NetlinkMessage<SockDiagMessage>>::deserialize(&rx[offset..size])
+                .map_err(|e| bad(format!("sock_diag answer: {e}")))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::UnixResponse(r)) => {
+                    let name = r.nlas.iter().find_map(|n| match n {
+                        Nla::Name(UnixDiagName::Pathname(p)) => {
+                            Some(p.to_string_lossy().into_owned())
+                        }
+                        Nla::Name(UnixDiagName::Abstract(a)) => {
+                            Some(format!("@{}", String::from_utf8_lossy(a)))
+                        }
+                        _ => None,
+                    });
+                    out.push(UnixSocket {
+                        inode: r.header.inode,
+                        kind: r.header.kind,
+                        state: r.header.state,
+                        name,
+                        peer: r.peer(),
+                    });
+                }
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => {
+                    return Err(bad(format!("sock_diag refused the dump: {e:?}")))
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            offset += len;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // mountinfo
 // ---------------------------------------------------------------------------------------------
@@ -326,5 +478,26 @@ mod tests {
         assert_eq!(stat(Path::new(PROC), 0), None);
         assert!(which("sh").is_some());
         assert!(which("no-such-program-reel").is_none());
+    }
+
+    #[test]
+    fn a_socketpair_is_found_with_its_peer() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let me = std::process::id() as i32;
+        let fds = fds(Path::new(PROC), me);
+        let ino = |fd: i32| {
+            fds.iter()
+                .find(|(n, _)| *n == fd)
+                .and_then(|(_, t)| socket_inode(t))
+                .unwrap()
+        };
+        let (ia, ib) = (ino(a.as_raw_fd()), ino(b.as_raw_fd()));
+        for netns in [None, Some(Path::new("/proc/self/ns/net"))] {
+            let all = unix_sockets(netns).unwrap();
+            let sa = all.iter().find(|s| s.inode == ia).expect("socket a");
+            assert_eq!(sa.peer, Some(ib));
+            assert_eq!(sa.kind, 1);
+        }
     }
 }

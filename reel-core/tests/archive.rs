@@ -249,7 +249,10 @@ fn manifest_chain_of_custody_and_config_dump() {
     let ms = members(&bytes);
     let raw: serde_json::Value =
         serde_json::from_slice(&ms.last().expect("manifest").data).expect("json");
-    assert_eq!(raw["schema_version"], 1);
+    assert_eq!(
+        raw["schema_version"],
+        reel_core::archive::MANIFEST_SCHEMA_VERSION
+    );
     assert_eq!(raw["reel_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(raw["created"], "2024-05-01T12:30:45Z");
     assert_eq!(raw["created_by"]["uid"], 0);

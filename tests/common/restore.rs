@@ -565,6 +565,17 @@ pub fn runc_restore(
     bundle: &Path,
     id: &str,
 ) -> Restored {
+    runc_restore_with(images, bundle_dir, bundle, id, &[])
+}
+
+/// [`runc_restore`] with more flags for `runc restore` (`--tcp-established`, ...).
+pub fn runc_restore_with(
+    images: &Path,
+    bundle_dir: tempfile::TempDir,
+    bundle: &Path,
+    id: &str,
+    flags: &[&str],
+) -> Restored {
     let work_dir = tempfile::Builder::new()
         .prefix(&format!("{id}.work."))
         .tempdir_in(common::test_dir())
@@ -586,6 +597,7 @@ pub fn runc_restore(
         .arg(&work)
         .arg("--bundle")
         .arg(bundle)
+        .args(flags)
         .arg("-d")
         .arg(id)
         .stdin(Stdio::null())
@@ -609,4 +621,15 @@ pub fn runc_restore(
         started.elapsed().as_secs_f64()
     );
     restored
+}
+
+/// `/proc/<pid>/fd/<n>` of the fd through which `pid` holds the deleted file `path` (as seen
+/// inside its container), if it does.
+pub fn open_deleted(pid: i32, path: &str) -> Option<PathBuf> {
+    let want = format!("{path} (deleted)");
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| fs::read_link(p).is_ok_and(|t| t.to_string_lossy() == want))
 }

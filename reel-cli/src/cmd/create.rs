@@ -16,8 +16,17 @@ use crate::output::human_bytes;
 /// The dump flags as reel-core options.
 pub fn options(flags: &DumpFlags) -> anyhow::Result<CheckpointOptions> {
     let timeout = parse_timeout(&flags.timeout)?;
+    let ghost_limit = crate::output::parse_size(&flags.ghost_limit)
+        .filter(|l| *l <= reel_core::checkpoint::MAX_GHOST_LIMIT)
+        .ok_or_else(|| {
+            usage(format!(
+                "invalid --ghost-limit {:?}: expected a size below 4G, e.g. 64M, 512M, 1G, or 0",
+                flags.ghost_limit
+            ))
+        })?;
     Ok(CheckpointOptions {
         tcp_established: flags.tcp_established,
+        ghost_limit,
         file_locks: flags.file_locks,
         ext_unix_sk: flags.ext_unix_sk,
         shell_job: flags.shell_job,
@@ -69,6 +78,7 @@ struct Created<'a> {
     total_ms: u64,
     left_frozen: bool,
     rootfs_diff: &'a reel_core::archive::RootfsDiffInfo,
+    captured: reel_core::checkpoint::Captured,
 }
 
 impl<'a> From<&'a Outcome> for Created<'a> {
@@ -89,6 +99,7 @@ impl<'a> From<&'a Outcome> for Created<'a> {
             total_ms: o.total_ms,
             left_frozen: o.left_frozen,
             rootfs_diff: &o.rootfs_diff,
+            captured: o.captured,
         }
     }
 }
@@ -136,6 +147,9 @@ pub fn run(cli: &Cli, args: &CreateCheckpoint) -> anyhow::Result<()> {
                         ""
                     }
                 );
+                for line in crate::hints::restore(&created.captured) {
+                    eprintln!("  {line}");
+                }
             }
             Ok(())
         },

@@ -46,6 +46,9 @@ struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     kept: Option<PathBuf>,
     left_frozen: bool,
+    /// What the dump kept that a restore must know about (fresh checkpoints only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    captured: Option<reel_core::checkpoint::Captured>,
 }
 
 /// The library's usage errors, in the terms of the command line.
@@ -176,6 +179,7 @@ impl Summary {
             container: None,
             kept: e.kept.as_ref().map(|k| k.path.clone()),
             left_frozen: false,
+            captured: None,
         }
     }
 
@@ -189,12 +193,13 @@ impl Summary {
             container: Some(o.container.clone()),
             kept: o.stored.as_ref().map(|k| k.path.clone()),
             left_frozen: o.left_frozen,
+            captured: Some(o.captured),
             ..Summary::from_exported(o.id.clone(), &o.archive)
         }
     }
 }
 
-fn print(format: Output, s: &Summary, dest: &Destination, _quiet: bool) -> anyhow::Result<()> {
+fn print(format: Output, s: &Summary, dest: &Destination, quiet: bool) -> anyhow::Result<()> {
     // With the archive on stdout, the summary goes to stderr.
     let mut out: Box<dyn Write> = if *dest == Destination::Stdout {
         Box::new(std::io::stderr())
@@ -233,7 +238,13 @@ fn print(format: Output, s: &Summary, dest: &Destination, _quiet: bool) -> anyho
         if let Some(k) = &s.kept {
             writeln!(out, "  kept         {}", k.display())?;
         }
-        writeln!(out, "  sha256       {}", s.sha256)
+        writeln!(out, "  sha256       {}", s.sha256)?;
+        if !quiet {
+            for line in s.captured.iter().flat_map(crate::hints::restore) {
+                eprintln!("  {line}");
+            }
+        }
+        Ok(())
     })
 }
 

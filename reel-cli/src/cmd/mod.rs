@@ -144,6 +144,24 @@ pub fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             _ => None,
         };
     }
+    let checkpoint = cause
+        .downcast_ref::<reel_core::checkpoint::CheckpointError>()
+        .or(match core {
+            Some(reel_core::Error::Checkpoint(e)) => Some(e),
+            _ => None,
+        });
+    match checkpoint {
+        Some(reel_core::checkpoint::CheckpointError::GhostTooLarge { size, .. }) => {
+            return Some(format!(
+                "keep it with --ghost-limit {} (or larger; 0 refuses deleted files)",
+                crate::output::size_flag(*size)
+            ))
+        }
+        Some(reel_core::checkpoint::CheckpointError::OtherUser { .. }) => {
+            return Some(crate::hints::OTHER_USER.into())
+        }
+        _ => {}
+    }
     if let Some(reel_core::Error::Lock(_)) = core {
         return Some("another reel is working on this container; wait for it and try again".into());
     }

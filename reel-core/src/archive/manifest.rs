@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{rfc3339, Operator};
 
-/// The manifest schema this code writes (bumped on incompatible changes).
-pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+/// The manifest schema this code writes. 2 added to `dump_options` what the dump applied and
+/// kept (`ghost_limit`, `external_unix_sockets`, `deleted_files`, `tcp_connections`,
+/// `page_size`); every addition is a new field that older readers ignore.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
 
 /// Size and SHA-256 of one archive member (directories: size 0, digest of no bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::plan::{self, DumpPlan};
+use super::preflight::{self, Preflight};
 use super::stage::Stage;
 use super::{CheckpointError, CheckpointOptions, Checkpointer};
 use crate::archive::{
@@ -33,6 +34,17 @@ const ROOM_MARGIN: u64 = 64 << 20;
 /// The longest reel waits for the cgroup to reach FROZEN.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a dump kept that a restore must know about.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Captured {
+    /// Established TCP connections (restoring them takes `tcp_established`).
+    pub tcp_connections: usize,
+    /// Unix sockets whose peer was outside the container (declared external).
+    pub external_unix_sockets: usize,
+    /// Open-but-deleted files kept as ghost files.
+    pub deleted_files: usize,
+}
+
 /// A container dumped into a staging directory, not yet written as an archive. Holds the
 /// container's lock; dropping it removes the staging directory.
 #[derive(Debug)]
@@ -50,6 +62,8 @@ pub struct Dumped {
     pub left_frozen: bool,
     /// How far the page images were hashed while CRIU wrote them.
     prefix_digests: Vec<archive::PrefixDigest>,
+    /// What the dump kept of the evidence.
+    pub captured: Captured,
     _lock: ContainerLock,
 }
 
@@ -127,6 +141,9 @@ impl Checkpointer {
             source,
         })?;
         let plan = DumpPlan::new(pid, &c.rootfs, &spec)?;
+        // Everything that would make CRIU fail after the freeze is found now, while the
+        // workload runs; and the sockets CRIU must treat as external.
+        let pre = preflight::inspect(c, pid, opts)?;
 
         let needed = c.memory_bytes.unwrap_or(0).saturating_add(ROOM_MARGIN);
         crate::store::ensure_room(staging_root, needed)?;
@@ -141,7 +158,7 @@ impl Checkpointer {
         // (the pre-dump notification, just before CRIU collects the tasks), so the workload
         // does not wait for that.
         let freezer = Freezer::for_pid(pid, opts.freezer)?;
-        let criu_opts = self.dump_options(pid, &plan, &freezer, &stage, opts);
+        let criu_opts = self.dump_options(pid, &plan, &pre, &freezer, &stage, opts);
         let freeze_opts = FreezeOptions::default().timeout(opts.timeout.min(FREEZE_TIMEOUT));
         let mut guard = None;
         let mut freeze_failed = None;
@@ -237,6 +254,11 @@ impl Checkpointer {
                 tracing::warn!(error = %e, "cannot check the timerfds of files.img");
                 Vec::new()
             });
+        let captured = Captured {
+            tcp_connections: count_images(&stage.images_dir(), "tcp-stream-"),
+            external_unix_sockets: pre.external_unix_sockets.len(),
+            deleted_files: pre.deleted_files.len(),
+        };
 
         let mut config =
             ConfigDump::new(c.id.clone(), c.name.clone(), c.created.unwrap_or(now), now);
@@ -259,7 +281,11 @@ impl Checkpointer {
             },
             criu_frozen_time_us: stats.frozen_time.map(|d| d.as_micros() as u64),
             dump_options: {
-                let mut m = dump_options_record(opts, &plan, &freezer);
+                let mut m = dump_options_record(opts, &plan, &pre, &freezer);
+                m.insert(
+                    "tcp_connections".into(),
+                    serde_json::Value::from(captured.tcp_connections),
+                );
                 if !rearmed_timerfds.is_empty() {
                     m.insert("rearmed_timerfds".into(), rearmed_timerfds.into());
                 }
@@ -276,6 +302,7 @@ impl Checkpointer {
             stats,
             left_frozen,
             prefix_digests,
+            captured,
             _lock: lock,
         })
     }
@@ -284,6 +311,7 @@ impl Checkpointer {
         &self,
         pid: i32,
         plan: &DumpPlan,
+        pre: &Preflight,
         freezer: &Freezer,
         stage: &Stage,
         opts: &CheckpointOptions,
@@ -306,6 +334,7 @@ impl Checkpointer {
             .ext_unix_sk(opts.ext_unix_sk)
             .shell_job(opts.shell_job)
             .link_remap(opts.link_remap)
+            .ghost_limit(opts.ghost_limit.min(super::MAX_GHOST_LIMIT) as u32)
             // A last resort only: CRIU is asked to give up at post-dump first (see create).
             .call_timeout(opts.timeout + Duration::from_secs(120));
         for (k, v) in &plan.ext_mnt {
@@ -313,6 +342,9 @@ impl Checkpointer {
         }
         for e in &plan.external {
             o = o.external(e.clone());
+        }
+        for s in &pre.external_unix_sockets {
+            o = o.external(format!("unix[{}]", s.inode));
         }
         o
     }
@@ -341,9 +373,21 @@ fn write_descriptors(pid: i32, images_dir: &Path) -> Result<(), CheckpointError>
     durable::write_private(&path, &json).map_err(|source| CheckpointError::Stage { path, source })
 }
 
+/// How many images of the dump start with `prefix`.
+fn count_images(images: &Path, prefix: &str) -> usize {
+    std::fs::read_dir(images)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn dump_options_record(
     opts: &CheckpointOptions,
     plan: &DumpPlan,
+    pre: &Preflight,
     freezer: &Freezer,
 ) -> BTreeMap<String, serde_json::Value> {
     let mut m = BTreeMap::new();
@@ -369,9 +413,27 @@ fn dump_options_record(
                 .collect::<Vec<_>>(),
         ),
     );
+    let mut external = plan.external.clone();
+    external.extend(
+        pre.external_unix_sockets
+            .iter()
+            .map(|s| format!("unix[{}]", s.inode)),
+    );
+    m.insert("external".into(), serde_json::Value::from(external));
+    // What the dump kept of the evidence, and how to read it back: the sockets whose peer
+    // was outside (a restore hands each a substitute), the deleted files dumped as ghost
+    // files, and the page size of this host (the pagemap counts its pages).
     m.insert(
-        "external".into(),
-        serde_json::Value::from(plan.external.clone()),
+        "external_unix_sockets".into(),
+        serde_json::to_value(&pre.external_unix_sockets).unwrap_or_default(),
+    );
+    m.insert(
+        "deleted_files".into(),
+        serde_json::to_value(&pre.deleted_files).unwrap_or_default(),
+    );
+    m.insert(
+        "page_size".into(),
+        serde_json::Value::from(procfs::page_size()),
     );
     m
 }

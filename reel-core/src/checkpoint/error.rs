@@ -44,6 +44,19 @@ pub enum CheckpointError {
         frozen_for: Duration,
     },
     #[error(
+        "process {pid} keeps the deleted file {path} open ({size} bytes), larger than the ghost file limit ({limit} bytes): CRIU would fail the whole dump; the container was not frozen"
+    )]
+    GhostTooLarge {
+        pid: i32,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error(
+        "process {pid} runs as uid {uid} gid {gid}: CRIU needs CAP_SYS_RESOURCE to dump a process of another user, and this process lacks it; the container was not frozen"
+    )]
+    OtherUser { pid: i32, uid: u32, gid: u32 },
+    #[error(
         "CRIU dumped without its pre-dump notification, so reel never froze the container itself; the checkpoint was discarded (is the CRIU at {criu} the pinned one?)"
     )]
     NoPreDumpNotification { criu: String },

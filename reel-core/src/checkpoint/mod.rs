@@ -17,6 +17,7 @@
 mod direct;
 mod error;
 pub mod plan;
+pub mod preflight;
 mod stage;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Serialize;
 
-pub use direct::Dumped;
+pub use direct::{Captured, Dumped};
 pub use error::CheckpointError;
 pub use plan::DumpPlan;
 
@@ -41,8 +42,14 @@ use crate::store::{Store, StoredArchive};
 /// How a container is dumped: the flags users control.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckpointOptions {
-    /// Dump established TCP connections.
+    /// Dump established TCP connections, with their queued bytes (on by default: real
+    /// services hold connections). CRIU locks only the container's own network namespace
+    /// (or, for a container in the host's, each connection) while it dumps, and the
+    /// connections go on afterwards.
     pub tcp_established: bool,
+    /// The largest open-but-deleted file kept as a CRIU ghost file, in bytes (default
+    /// 64 MiB; 0 refuses deleted files). A larger one is refused before the freeze.
+    pub ghost_limit: u64,
     /// Dump file locks (on by default, as CRI-O does: Java workloads need it).
     pub file_locks: bool,
     /// Allow unix sockets connected outside the container.
@@ -74,7 +81,8 @@ mod secs {
 impl Default for CheckpointOptions {
     fn default() -> Self {
         CheckpointOptions {
-            tcp_established: false,
+            tcp_established: true,
+            ghost_limit: DEFAULT_GHOST_LIMIT,
             file_locks: true,
             ext_unix_sk: false,
             shell_job: false,
@@ -85,6 +93,13 @@ impl Default for CheckpointOptions {
         }
     }
 }
+
+/// The default ghost-file limit: large enough for typical evidence (a dropped binary, an
+/// unlinked log), small enough not to surprise.
+pub const DEFAULT_GHOST_LIMIT: u64 = 64 << 20;
+
+/// The largest ghost-file limit CRIU takes (its RPC field is 32 bits).
+pub const MAX_GHOST_LIMIT: u64 = u32::MAX as u64;
 
 /// Which container: namespace, pod, and the container's name when the pod has several.
 #[derive(Debug, Clone)]
@@ -133,6 +148,8 @@ pub struct Outcome {
     /// The container was frozen before reel came, and was left frozen.
     pub left_frozen: bool,
     pub rootfs_diff: RootfsDiffInfo,
+    /// What the dump kept that a restore must know about.
+    pub captured: Captured,
     /// The archive as written to its destination.
     pub archive: Exported,
     /// The checkpoint committed to the store (always with [`Output::Store`], with `keep` for
@@ -243,6 +260,7 @@ impl Checkpointer {
             pages_written: dumped.stats.pages_written,
             total_ms: started.elapsed().as_millis() as u64,
             left_frozen: dumped.left_frozen,
+            captured: dumped.captured,
             rootfs_diff: archive
                 .manifest
                 .as_ref()

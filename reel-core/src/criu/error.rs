@@ -407,6 +407,10 @@ pub enum Known {
     NoSuchProcess,
     /// The process could not be seized.
     CannotSeize,
+    /// An open-but-deleted file is larger than the ghost-file limit.
+    GhostTooLarge,
+    /// A task of another uid or gid, and CRIU lacks CAP_SYS_RESOURCE to read its rlimits.
+    OtherUser,
 }
 
 /// CRIU's messages (a part of the line) and what they mean.
@@ -429,6 +433,8 @@ const KNOWN: &[(&str, Known)] = &[
     ("Permission denied", Known::PermissionDenied),
     ("No such process", Known::NoSuchProcess),
     ("Can't stop", Known::CannotSeize),
+    ("Can't dump ghost file", Known::GhostTooLarge),
+    ("Can't get rlimit", Known::OtherUser),
 ];
 
 impl Known {
@@ -472,6 +478,12 @@ impl Known {
             Known::PermissionDenied => "CRIU lacks a permission (it must run as root)",
             Known::NoSuchProcess => "the process does not exist",
             Known::CannotSeize => "the process could not be seized (is it traced?)",
+            Known::GhostTooLarge => {
+                "an open-but-deleted file is larger than the ghost-file limit (ghost_limit)"
+            }
+            Known::OtherUser => {
+                "a task runs as another user, and CRIU needs CAP_SYS_RESOURCE to read its rlimits"
+            }
         }
     }
 }

@@ -153,6 +153,7 @@ pub struct Options {
     tcp_close: Option<bool>,
     file_locks: Option<bool>,
     link_remap: Option<bool>,
+    ghost_limit: Option<u32>,
     root: Option<PathBuf>,
     external: Vec<String>,
     ext_mnt: Vec<(String, String)>,
@@ -285,6 +286,13 @@ impl Options {
     /// Allow link remaps for open but deleted files.
     pub fn link_remap(mut self, on: bool) -> Self {
         self.link_remap = Some(on);
+        self
+    }
+
+    /// The largest open-but-deleted file CRIU dumps as a ghost file, in bytes (CRIU's default
+    /// is 1 MiB; a larger one fails the dump).
+    pub fn ghost_limit(mut self, bytes: u32) -> Self {
+        self.ghost_limit = Some(bytes);
         self
     }
 
@@ -469,6 +477,7 @@ impl Options {
         set(&mut o.tcp_close, self.tcp_close);
         set(&mut o.file_locks, self.file_locks);
         set(&mut o.link_remap, self.link_remap);
+        set(&mut o.ghost_limit, self.ghost_limit);
         set(&mut o.orphan_pts_master, self.orphan_pts_master);
         set(&mut o.rst_sibling, self.rst_sibling);
         set(&mut o.timeout, self.criu_timeout);
