@@ -13,8 +13,9 @@ command -v apt-get >/dev/null || die "this script needs a Debian-based system (a
 # Never Debian's criu (3.17 cannot run on kernels >= 6.13): everything is installed with
 # --no-install-recommends, since podman recommends criu.
 pkgs=(
-  # build: bindgen needs libclang; criu-sys links libcriu (static) and protobuf-c
-  build-essential pkg-config libclang-dev libprotobuf-c-dev git curl ca-certificates xz-utils
+  # build; for the tests: criu-sys-codegen's check runs bindgen (libclang) and protoc, and
+  # criu-sys's libcriu test links libcriu (static) and protobuf-c
+  build-essential pkg-config libclang-dev protobuf-compiler libprotobuf-c-dev git curl ca-certificates xz-utils
   # the runtimes reel finds and the tools the tests and benchmarks compare with
   runc crun containerd podman
   # test containers and archives

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use protobuf::Message;
+use prost::Message;
 use reel_core::criu::{Criu, CriuError, ExitInfo, NotifyKind, Options, Request};
 
 // ---------------------------------------------------------------------------------------------
@@ -309,13 +309,13 @@ fn show(e: &CriuError) -> String {
 }
 
 /// Decodes `stats-dump` independently of the driver, with the generated `stats_entry`.
-fn decode_stats_by_hand(path: &Path) -> criu_sys::proto::stats::Stats_entry {
+fn decode_stats_by_hand(path: &Path) -> criu_sys::proto::StatsEntry {
     let b = fs::read(path).unwrap();
     let word = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
     assert_eq!(word(0), 0x5510_5940, "service image magic");
     assert_eq!(word(4), 0x5709_3306, "stats magic");
     let len = word(8) as usize;
-    criu_sys::proto::stats::Stats_entry::parse_from_bytes(&b[12..12 + len]).unwrap()
+    criu_sys::proto::StatsEntry::decode(&b[12..12 + len]).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,9 +398,9 @@ fn dump_leave_running_keeps_the_tree_running() {
     // stats-dump decodes with the generated types and says what the driver returned.
     let entry = decode_stats_by_hand(&stage.work().join("stats-dump"));
     let d = entry.dump.as_ref().expect("a dump entry");
-    assert!(d.frozen_time() > 0 && d.pages_written() > 0);
-    assert_eq!(u64::from(d.frozen_time()), frozen.as_micros() as u64);
-    assert_eq!(d.pages_written(), written);
+    assert!(d.frozen_time > 0 && d.pages_written > 0);
+    assert_eq!(u64::from(d.frozen_time), frozen.as_micros() as u64);
+    assert_eq!(d.pages_written, written);
     assert_no_criu_left();
 }
 
@@ -841,15 +841,18 @@ fn too_old_criu_fails_typed() {
     let _serial = serial();
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut resp = criu_sys::proto::rpc::Criu_resp::new();
-    resp.set_type(criu_sys::proto::rpc::Criu_req_type::VERSION);
-    resp.set_success(true);
-    let mut v = criu_sys::proto::rpc::Criu_version::new();
-    v.set_major_number(3);
-    v.set_minor_number(17);
-    resp.version = Some(v).into();
+    let mut resp = criu_sys::proto::CriuResp {
+        success: true,
+        version: Some(criu_sys::proto::CriuVersion {
+            major_number: 3,
+            minor_number: 17,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    resp.set_type(criu_sys::proto::CriuReqType::Version);
     let answer = dir.path().join("version-answer.bin");
-    fs::write(&answer, resp.write_to_bytes().unwrap()).unwrap();
+    fs::write(&answer, resp.encode_to_vec()).unwrap();
     let fake = dir.path().join("criu");
     fs::write(
         &fake,

@@ -409,8 +409,8 @@ impl Archive {
 /// The regular files the dumped tasks had open or mapped, as `files.img` records them:
 /// (path inside the container without the leading `/`, size CRIU will insist on at restore).
 pub fn regular_files(images: &Path) -> Vec<(String, Option<u64>)> {
-    use criu_sys::proto::fdinfo::File_entry;
-    use criu_sys::protobuf::Message;
+    use criu_sys::prost::Message;
+    use criu_sys::proto::FileEntry;
 
     let bytes = fs::read(images.join("files.img")).expect("files.img");
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
@@ -419,11 +419,11 @@ pub fn regular_files(images: &Path) -> Vec<(String, Option<u64>)> {
     let mut at = 8;
     while at < bytes.len() {
         let len = word(at) as usize;
-        let e = File_entry::parse_from_bytes(&bytes[at + 4..at + 4 + len]).expect("a file entry");
+        let e = FileEntry::decode(&bytes[at + 4..at + 4 + len]).expect("a file entry");
         at += 4 + len;
         if let Some(r) = e.reg.as_ref() {
-            let size = r.has_size().then(|| r.size());
-            out.push((r.name().trim_start_matches('/').to_string(), size));
+            let size = r.size;
+            out.push((r.name.trim_start_matches('/').to_string(), size));
         }
     }
     out

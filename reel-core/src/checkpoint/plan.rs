@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use protobuf::Message;
+use prost::Message;
 
 use super::CheckpointError;
 use crate::oci::Spec;
@@ -248,7 +248,7 @@ const TFD_TIMER_ABSTIME: u32 = 1;
 /// the dump. Entries are rewritten only when changed; every other entry of `files.img` is kept
 /// byte for byte. A missing `files.img` (nothing to fix) is not an error.
 pub fn rearm_expired_timerfds(images_dir: &Path) -> Result<Vec<u32>, CheckpointError> {
-    use criu_sys::proto::fdinfo::File_entry;
+    use criu_sys::proto::FileEntry;
 
     let path = images_dir.join("files.img");
     let bytes = match std::fs::read(&path) {
@@ -276,13 +276,13 @@ pub fn rearm_expired_timerfds(images_dir: &Path) -> Result<Vec<u32>, CheckpointE
             .get(at + 4..at + 4 + len as usize)
             .ok_or_else(|| invalid(format!("truncated entry at {at}")))?;
         at += 4 + len as usize;
-        let mut entry = File_entry::parse_from_bytes(body)
-            .map_err(|e| invalid(format!("bad file entry: {e}")))?;
+        let mut entry =
+            FileEntry::decode(body).map_err(|e| invalid(format!("bad file entry: {e}")))?;
         let rearm = entry.tfd.as_ref().is_some_and(|t| {
-            t.vsec() == 0
-                && t.vnsec() == 0
-                && (t.isec() != 0 || t.insec() != 0)
-                && t.settime_flags() & TFD_TIMER_ABSTIME == 0
+            t.vsec == 0
+                && t.vnsec == 0
+                && (t.isec != 0 || t.insec != 0)
+                && t.settime_flags & TFD_TIMER_ABSTIME == 0
         });
         if !rearm {
             out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -290,13 +290,9 @@ pub fn rearm_expired_timerfds(images_dir: &Path) -> Result<Vec<u32>, CheckpointE
             continue;
         }
         let t = entry.tfd.as_mut().expect("checked above");
-        let (isec, insec) = (t.isec(), t.insec());
-        t.set_vsec(isec);
-        t.set_vnsec(insec);
-        changed.push(t.id());
-        let body = entry
-            .write_to_bytes()
-            .map_err(|e| invalid(format!("cannot encode a file entry: {e}")))?;
+        (t.vsec, t.vnsec) = (t.isec, t.insec);
+        changed.push(t.id);
+        let body = entry.encode_to_vec();
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
     }
@@ -343,47 +339,41 @@ mod tests {
         assert_eq!(resolve_in_root(r, "/loop/x"), "/loop/x");
     }
 
-    fn files_image(entries: &[criu_sys::proto::fdinfo::File_entry]) -> Vec<u8> {
+    fn files_image(entries: &[FileEntry]) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&IMG_COMMON_MAGIC.to_le_bytes());
         out.extend_from_slice(&FILES_MAGIC.to_le_bytes());
         for e in entries {
-            let b = e.write_to_bytes().unwrap();
+            let b = e.encode_to_vec();
             out.extend_from_slice(&(b.len() as u32).to_le_bytes());
             out.extend_from_slice(&b);
         }
         out
     }
 
-    fn timerfd(id: u32, value: (u64, u64), interval: (u64, u64), flags: u32) -> File_entry {
-        use criu_sys::proto::fdinfo::Fd_types;
-        use criu_sys::proto::fown::Fown_entry;
-        use criu_sys::proto::timerfd::Timerfd_entry;
-        let mut f = Fown_entry::new();
-        f.set_uid(0);
-        f.set_euid(0);
-        f.set_signum(0);
-        f.set_pid_type(0);
-        f.set_pid(0);
-        let mut t = Timerfd_entry::new();
-        t.set_id(id);
-        t.set_flags(2);
-        t.fown = protobuf::MessageField::some(f);
-        t.set_clockid(1);
-        t.set_ticks(3);
-        t.set_settime_flags(flags);
-        t.set_vsec(value.0);
-        t.set_vnsec(value.1);
-        t.set_isec(interval.0);
-        t.set_insec(interval.1);
-        let mut e = File_entry::new();
-        e.set_type(Fd_types::TIMERFD);
-        e.set_id(id);
-        e.tfd = protobuf::MessageField::some(t);
+    fn timerfd(id: u32, value: (u64, u64), interval: (u64, u64), flags: u32) -> FileEntry {
+        use criu_sys::proto::{FdTypes, TimerfdEntry};
+        let mut e = FileEntry {
+            id,
+            tfd: Some(TimerfdEntry {
+                id,
+                flags: 2,
+                fown: Default::default(),
+                clockid: 1,
+                ticks: 3,
+                settime_flags: flags,
+                vsec: value.0,
+                vnsec: value.1,
+                isec: interval.0,
+                insec: interval.1,
+            }),
+            ..Default::default()
+        };
+        e.set_type(FdTypes::Timerfd);
         e
     }
 
-    use criu_sys::proto::fdinfo::File_entry;
+    use criu_sys::proto::FileEntry;
 
     #[test]
     fn rearms_only_expired_relative_periodic_timerfds() {
@@ -402,7 +392,7 @@ mod tests {
 
         assert_eq!(rearm_expired_timerfds(dir.path()).unwrap(), vec![1]);
         let mut want = expired;
-        want.tfd.as_mut().unwrap().set_vnsec(10_000_000);
+        want.tfd.as_mut().unwrap().vnsec = 10_000_000;
         let fixed = std::fs::read(dir.path().join("files.img")).unwrap();
         assert_eq!(fixed, files_image(&[want, pending, one_shot, absolute]));
         // Idempotent.

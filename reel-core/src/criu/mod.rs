@@ -44,16 +44,14 @@ pub use stats::{decode_stats_image, read_dump_stats, DumpStats};
 use options::Prepared;
 use session::{LogFile, Session};
 
-/// The generated protobuf types of CRIU's `rpc.proto` and `stats.proto` (named as in the
-/// `.proto` files), under the names the driver uses.
+/// The generated (prost) types of CRIU's `rpc.proto` and `stats.proto`, under the names the
+/// driver uses.
 pub(crate) mod pb {
-    pub use criu_sys::proto::rpc::{
-        Criu_cg_mode as CgMode, Criu_features as Features, Criu_network_lock_method as NetLock,
-        Criu_opts as Opts, Criu_page_server_info as PsInfo, Criu_req as Req,
-        Criu_req_type as ReqType, Criu_resp as Resp, Ext_mount_map as ExtMnt,
-        Inherit_fd as InheritFd,
+    pub use criu_sys::proto::{
+        CriuCgMode as CgMode, CriuFeatures as Features, CriuNetworkLockMethod as NetLock,
+        CriuOpts as Opts, CriuPageServerInfo as PsInfo, CriuReq as Req, CriuReqType as ReqType,
+        CriuResp as Resp, ExtMountMap as ExtMnt, InheritFd, StatsEntry,
     };
-    pub use criu_sys::proto::stats::Stats_entry as StatsEntry;
 }
 
 /// The oldest CRIU the driver accepts (major, minor): 3.17 fails on kernels >= 6.13 and 4.1
@@ -230,8 +228,8 @@ impl Criu {
     }
 
     fn query_version(&self, timeout: Option<Duration>) -> Result<Version, CriuError> {
-        let mut req = pb::Req::new();
-        req.set_type(pb::ReqType::VERSION);
+        let mut req = pb::Req::default();
+        req.set_type(pb::ReqType::Version);
         let (resp, _) = self.simple(Request::Version, &req, timeout)?;
         let v = resp.version.as_ref().ok_or_else(|| {
             CriuError::protocol(
@@ -245,34 +243,34 @@ impl Criu {
             )
         })?;
         Ok(Version {
-            major: v.major_number(),
-            minor: v.minor_number(),
-            sublevel: v.has_sublevel().then(|| v.sublevel()),
-            extra: v.has_extra().then(|| v.extra()),
-            gitid: v.has_gitid().then(|| v.gitid().to_string()),
-            name: v.has_name().then(|| v.name().to_string()),
+            major: v.major_number,
+            minor: v.minor_number,
+            sublevel: v.sublevel,
+            extra: v.extra,
+            gitid: v.gitid.clone(),
+            name: v.name.clone(),
         })
     }
 
     /// Runs CRIU's kernel checks (CHECK request).
     pub fn check(&self) -> Result<(), CriuError> {
-        let mut req = pb::Req::new();
-        req.set_type(pb::ReqType::CHECK);
+        let mut req = pb::Req::default();
+        req.set_type(pb::ReqType::Check);
         self.simple(Request::Check, &req, self.timeout).map(|_| ())
     }
 
     /// Asks which optional features CRIU and the kernel support (FEATURE_CHECK request).
     pub fn feature_check(&self) -> Result<Features, CriuError> {
-        let mut req = pb::Req::new();
-        req.set_type(pb::ReqType::FEATURE_CHECK);
+        let mut req = pb::Req::default();
+        req.set_type(pb::ReqType::FeatureCheck);
         // CRIU dereferences `features` unconditionally: it must be there.
-        let mut f = pb::Features::new();
-        f.set_mem_track(true);
-        f.set_lazy_pages(true);
-        f.set_pidfd_store(true);
-        req.features = Some(f).into();
+        req.features = Some(pb::Features {
+            mem_track: Some(true),
+            lazy_pages: Some(true),
+            pidfd_store: Some(true),
+        });
         let (resp, _) = self.simple(Request::FeatureCheck, &req, self.timeout)?;
-        let f = resp.features.as_ref().cloned().unwrap_or_default();
+        let f = resp.features.unwrap_or_default();
         Ok(Features {
             mem_track: f.mem_track(),
             lazy_pages: f.lazy_pages(),
@@ -305,7 +303,7 @@ impl Criu {
         let stats = exchange_dump(
             &mut s,
             Request::Dump,
-            pb::ReqType::DUMP,
+            pb::ReqType::Dump,
             &p,
             self.deadline(&p),
             notify,
@@ -324,7 +322,7 @@ impl Criu {
         let stats = exchange_dump(
             &mut session,
             Request::PreDump,
-            pb::ReqType::PRE_DUMP,
+            pb::ReqType::PreDump,
             &p,
             self.deadline(&p),
             None,
@@ -359,16 +357,12 @@ impl Criu {
         let p = opts.prepare(request, notify.is_some())?;
         let mut s = Session::spawn(&self.binary, &p.pass_fds)?;
         s.set_log(log_of(&p));
-        let mut req = pb::Req::new();
-        req.set_type(pb::ReqType::RESTORE);
-        req.opts = Some(p.opts.clone()).into();
+        let mut req = pb::Req::default();
+        req.set_type(pb::ReqType::Restore);
+        req.opts = Some(p.opts.clone());
         let answer = s.call(request, &req, self.deadline(&p), notify)?;
-        let resp = check_answer(&mut s, request, pb::ReqType::RESTORE, answer)?;
-        let pid = resp
-            .restore
-            .as_ref()
-            .map(|r| r.pid())
-            .filter(|pid| *pid > 0);
+        let resp = check_answer(&mut s, request, pb::ReqType::Restore, answer)?;
+        let pid = resp.restore.map(|r| r.pid).filter(|pid| *pid > 0);
         s.finish();
         pid.ok_or_else(|| {
             CriuError::protocol(
@@ -392,17 +386,17 @@ impl Criu {
         let p = opts.prepare(request, false)?;
         let mut session = Session::spawn(&self.binary, &p.pass_fds)?;
         session.set_log(log_of(&p));
-        let mut req = pb::Req::new();
+        let mut req = pb::Req::default();
         // PAGE_SERVER_CHLD keeps the server a child of this `criu swrk` (PAGE_SERVER would
         // daemonize it out of reach); `keep_open` lets WAIT_PID reap it later.
-        req.set_type(pb::ReqType::PAGE_SERVER_CHLD);
-        req.set_keep_open(true);
-        req.opts = Some(p.opts.clone()).into();
+        req.set_type(pb::ReqType::PageServerChld);
+        req.keep_open = Some(true);
+        req.opts = Some(p.opts.clone());
         let answer = session.call(request, &req, self.deadline(&p), None)?;
-        let resp = check_answer(&mut session, request, pb::ReqType::PAGE_SERVER, answer)?;
+        let resp = check_answer(&mut session, request, pb::ReqType::PageServer, answer)?;
         let ps = resp.ps.as_ref();
-        let pid = ps.filter(|ps| ps.has_pid()).map(|ps| ps.pid());
-        let port = ps.filter(|ps| ps.has_port()).map(|ps| ps.port());
+        let pid = ps.and_then(|ps| ps.pid);
+        let port = ps.and_then(|ps| ps.port);
         let (Some(pid), Some(port)) = (pid, port.and_then(|p| u16::try_from(p).ok())) else {
             session.abort();
             return Err(CriuError::protocol(
@@ -438,7 +432,7 @@ impl Criu {
     ) -> Result<(pb::Resp, Option<ExitInfo>), CriuError> {
         let mut s = Session::spawn(&self.binary, &[])?;
         let answer = s.call(request, req, deadline(timeout), None)?;
-        let resp = check_answer(&mut s, request, req.type_(), answer)?;
+        let resp = check_answer(&mut s, request, req.r#type(), answer)?;
         let exit = s.finish();
         Ok((resp, exit))
     }
@@ -474,7 +468,7 @@ impl PreDump {
         self.last = exchange_dump(
             &mut self.session,
             Request::PreDump,
-            pb::ReqType::PRE_DUMP,
+            pb::ReqType::PreDump,
             &p,
             d,
             None,
@@ -505,7 +499,7 @@ impl PreDump {
         let stats = exchange_dump(
             &mut self.session,
             Request::Dump,
-            pb::ReqType::DUMP,
+            pb::ReqType::Dump,
             &p,
             d,
             notify,
@@ -589,11 +583,11 @@ impl PageServer {
                 "the page server was already reaped",
             ));
         };
-        let mut req = pb::Req::new();
-        req.set_type(pb::ReqType::WAIT_PID);
-        req.set_pid(u32::try_from(self.pid).unwrap_or(0));
+        let mut req = pb::Req::default();
+        req.set_type(pb::ReqType::WaitPid);
+        req.pid = Some(u32::try_from(self.pid).unwrap_or(0));
         let answer = s.call(Request::WaitPid, &req, deadline(timeout), None)?;
-        let resp = check_answer(&mut s, Request::WaitPid, pb::ReqType::WAIT_PID, answer)?;
+        let resp = check_answer(&mut s, Request::WaitPid, pb::ReqType::WaitPid, answer)?;
         s.finish();
         Ok(ExitInfo::from_wait_status(resp.status()))
     }
@@ -632,9 +626,9 @@ fn exchange_dump(
     notify: Option<&mut NotifyFn<'_>>,
 ) -> Result<DumpStats, CriuError> {
     s.set_log(log_of(p));
-    let mut req = pb::Req::new();
+    let mut req = pb::Req::default();
     req.set_type(ty);
-    req.opts = Some(p.opts.clone()).into();
+    req.opts = Some(p.opts.clone());
     let answer = s.call(request, &req, deadline, notify)?;
     check_answer(s, request, ty, answer)?;
     // The dump stands even when its statistics cannot be read.
@@ -664,17 +658,17 @@ fn check_answer(
         s.finish();
         return Err(CriuError::notify_failed(request, script, message, log));
     }
-    if !resp.success() {
+    if !resp.success {
         let log = s.log_tail();
         s.finish();
         return Err(CriuError::request_failed(
             request,
-            resp.has_cr_errno().then(|| resp.cr_errno()),
-            resp.has_cr_errmsg().then(|| resp.cr_errmsg().to_string()),
+            resp.cr_errno,
+            resp.cr_errmsg.clone(),
             log,
         ));
     }
-    if resp.type_() != expected {
+    if resp.r#type() != expected {
         let log = s.log_tail();
         s.abort();
         return Err(CriuError::protocol(
@@ -682,7 +676,11 @@ fn check_answer(
             "reading the answer",
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("expected a {expected:?} answer, got {:?}", resp.type_()),
+                format!(
+                    "expected a {} answer, got {}",
+                    expected.as_str_name(),
+                    resp.r#type().as_str_name()
+                ),
             ),
             log,
         ));

@@ -42,13 +42,13 @@ pub enum CgroupMode {
 impl CgroupMode {
     fn to_pb(self) -> pb::CgMode {
         match self {
-            CgroupMode::Ignore => pb::CgMode::IGNORE,
-            CgroupMode::None => pb::CgMode::CG_NONE,
-            CgroupMode::Props => pb::CgMode::PROPS,
-            CgroupMode::Soft => pb::CgMode::SOFT,
-            CgroupMode::Full => pb::CgMode::FULL,
-            CgroupMode::Strict => pb::CgMode::STRICT,
-            CgroupMode::Default => pb::CgMode::DEFAULT,
+            CgroupMode::Ignore => pb::CgMode::Ignore,
+            CgroupMode::None => pb::CgMode::CgNone,
+            CgroupMode::Props => pb::CgMode::Props,
+            CgroupMode::Soft => pb::CgMode::Soft,
+            CgroupMode::Full => pb::CgMode::Full,
+            CgroupMode::Strict => pb::CgMode::Strict,
+            CgroupMode::Default => pb::CgMode::Default,
         }
     }
 }
@@ -67,9 +67,9 @@ pub enum NetworkLock {
 impl NetworkLock {
     fn to_pb(self) -> pb::NetLock {
         match self {
-            NetworkLock::Iptables => pb::NetLock::IPTABLES,
-            NetworkLock::Nftables => pb::NetLock::NFTABLES,
-            NetworkLock::Skip => pb::NetLock::SKIP,
+            NetworkLock::Iptables => pb::NetLock::Iptables,
+            NetworkLock::Nftables => pb::NetLock::Nftables,
+            NetworkLock::Skip => pb::NetLock::Skip,
         }
     }
 }
@@ -423,8 +423,10 @@ impl Options {
     /// Opens the directories and builds `criu_opts`: the one place where options become the
     /// protocol's message.
     pub(crate) fn prepare(&self, request: Request, notify: bool) -> Result<Prepared, CriuError> {
-        let mut o = pb::Opts::new();
-        o.set_images_dir_fd(-1);
+        let mut o = pb::Opts {
+            images_dir_fd: -1,
+            ..pb::Opts::default()
+        };
 
         if matches!(request, Request::Dump | Request::PreDump) && self.pid.is_none() {
             // Without a pid CRIU dumps its client: this process.
@@ -447,10 +449,10 @@ impl Options {
             .map(|d| OpenDir::open(d, request, "open the work dir"))
             .transpose()?;
         if let Some(d) = &images {
-            o.set_images_dir_fd(d.raw());
+            o.images_dir_fd = d.raw();
         }
         if let Some(d) = &work {
-            o.set_work_dir_fd(d.raw());
+            o.work_dir_fd = Some(d.raw());
         }
 
         let log_name = self
@@ -463,12 +465,12 @@ impl Options {
                 format!("log file {log_name:?} must be a bare file name (it is created in the work dir)"),
             ));
         }
-        o.set_log_file(log_name.clone());
+        o.log_file = Some(log_name.clone());
         let level = self.log_level.unwrap_or(DEFAULT_LOG_LEVEL);
-        o.set_log_level(i32::try_from(level).unwrap_or(i32::MAX));
+        o.log_level = Some(i32::try_from(level).unwrap_or(i32::MAX));
 
         if let Some(pid) = self.pid {
-            o.set_pid(pid);
+            o.pid = Some(pid);
         }
         set(&mut o.leave_running, self.leave_running);
         set(&mut o.shell_job, self.shell_job);
@@ -483,21 +485,21 @@ impl Options {
         set(&mut o.timeout, self.criu_timeout);
         set(&mut o.empty_ns, self.empty_ns);
         if let Some(root) = &self.root {
-            o.set_root(path_string(request, "root", root)?);
+            o.root = Some(path_string(request, "root", root)?);
         }
         o.external = self.external.clone();
         for (key, val) in &self.ext_mnt {
-            let mut m = pb::ExtMnt::new();
-            m.set_key(key.clone());
-            m.set_val(val.clone());
-            o.ext_mnt.push(m);
+            o.ext_mnt.push(pb::ExtMnt {
+                key: key.clone(),
+                val: val.clone(),
+            });
         }
         if let Some(mode) = self.manage_cgroups {
-            o.set_manage_cgroups(mode != CgroupMode::Ignore);
+            o.manage_cgroups = Some(mode != CgroupMode::Ignore);
             o.set_manage_cgroups_mode(mode.to_pb());
         }
         if let Some(cg) = &self.freeze_cgroup {
-            o.set_freeze_cgroup(path_string(request, "freeze_cgroup", cg)?);
+            o.freeze_cgroup = Some(path_string(request, "freeze_cgroup", cg)?);
         }
         if let Some(m) = self.network_lock {
             o.set_network_lock(m.to_pb());
@@ -506,47 +508,46 @@ impl Options {
         // Descriptors for CRIU itself: fds 4, 5, ... of `criu swrk`, in this order.
         let mut pass_fds = Vec::new();
         for (key, fd) in &self.inherit_fd {
-            let mut i = pb::InheritFd::new();
-            i.set_key(key.clone());
-            i.set_fd(FIRST_PASSED_FD + pass_fds.len() as i32);
-            o.inherit_fd.push(i);
+            o.inherit_fd.push(pb::InheritFd {
+                key: key.clone(),
+                fd: FIRST_PASSED_FD + pass_fds.len() as i32,
+            });
             pass_fds.push(fd.clone());
         }
         let mut ps = None;
         if self.ps_address.is_some() || self.ps_port.is_some() || self.ps_fd.is_some() {
-            let mut info = pb::PsInfo::new();
-            if let Some(a) = &self.ps_address {
-                info.set_address(a.clone());
-            }
-            info.set_port(i32::from(self.ps_port.unwrap_or(0)));
+            let mut info = pb::PsInfo {
+                address: self.ps_address.clone(),
+                port: Some(i32::from(self.ps_port.unwrap_or(0))),
+                ..pb::PsInfo::default()
+            };
             if let Some(fd) = &self.ps_fd {
-                info.set_fd(FIRST_PASSED_FD + pass_fds.len() as i32);
+                info.fd = Some(FIRST_PASSED_FD + pass_fds.len() as i32);
                 pass_fds.push(fd.clone());
             }
             ps = Some(info);
         } else if request == Request::PageServer {
             // A page server needs `ps` to know it must listen; port 0 picks a free one.
-            let mut info = pb::PsInfo::new();
-            info.set_port(0);
-            ps = Some(info);
+            ps = Some(pb::PsInfo {
+                port: Some(0),
+                ..pb::PsInfo::default()
+            });
         }
-        if let Some(info) = ps {
-            o.ps = Some(info).into();
-        }
+        o.ps = ps;
 
         set(&mut o.track_mem, self.track_mem);
         if request == Request::PreDump {
             // A pre-dump always tracks memory. Saying so makes CRIU fail cleanly ("Tracking
             // memory is not available") on kernels without soft-dirty bits, instead of
             // crashing in its pre-dump worker.
-            o.set_track_mem(true);
+            o.track_mem = Some(true);
         }
         if let Some(p) = &self.parent_img {
-            o.set_parent_img(p.clone());
+            o.parent_img = Some(p.clone());
         }
-        o.set_notify_scripts(notify || self.notify_scripts.unwrap_or(false));
+        o.notify_scripts = Some(notify || self.notify_scripts.unwrap_or(false));
         if let Some(c) = &self.config_file {
-            o.set_config_file(path_string(request, "config_file", c)?);
+            o.config_file = Some(path_string(request, "config_file", c)?);
         }
 
         Ok(Prepared {
@@ -614,19 +615,72 @@ mod tests {
             .unwrap();
         let o = &p.opts;
         assert_eq!(o.pid(), 42);
-        assert!(o.images_dir_fd() >= 0);
-        assert!(!o.has_work_dir_fd());
+        assert!(o.images_dir_fd >= 0);
+        assert!(o.work_dir_fd.is_none());
         assert_eq!(o.log_file(), "dump.log");
         assert_eq!(o.log_level(), 4);
         assert!(o.leave_running() && o.tcp_established() && o.notify_scripts());
-        assert!(!o.has_shell_job());
+        assert!(o.shell_job.is_none());
         assert_eq!(o.external.len(), 2);
-        assert_eq!(o.ext_mnt[0].key(), "/data");
+        assert_eq!(o.ext_mnt[0].key, "/data");
         assert!(o.manage_cgroups());
-        assert_eq!(o.manage_cgroups_mode(), pb::CgMode::SOFT);
-        assert_eq!(o.network_lock(), pb::NetLock::NFTABLES);
+        assert_eq!(o.manage_cgroups_mode(), pb::CgMode::Soft);
+        assert_eq!(o.network_lock(), pb::NetLock::Nftables);
         assert_eq!(o.empty_ns(), libc::CLONE_NEWNET as u32);
         assert!(p.pass_fds.is_empty());
+    }
+
+    /// The requests encode to the bytes the rust-protobuf implementation sent before the move
+    /// to prost (captured from it with the same options).
+    #[test]
+    fn wire_encoding_is_unchanged() {
+        use prost::Message;
+        let dir = std::env::temp_dir();
+        let mut p = Options::new()
+            .pid(4242)
+            .images_dir(&dir)
+            .work_dir(&dir)
+            .leave_running(true)
+            .tcp_established(true)
+            .ext_unix_sk(false)
+            .shell_job(true)
+            .file_locks(true)
+            .orphan_pts_master(true)
+            .external("net[4026531993]:extRootNetNS")
+            .ext_mount("/data", "/data")
+            .ext_mount("/etc/hosts", "/dev/null")
+            .manage_cgroups(CgroupMode::Soft)
+            .freeze_cgroup("/sys/fs/cgroup/unified/x")
+            .network_lock(NetworkLock::Nftables)
+            .empty_ns(libc::CLONE_NEWNET as u32)
+            .root("/run/rootfs")
+            .inherit_fd("pipe:[1]", open_dir(&dir).unwrap())
+            .page_server("127.0.0.1", 1234)
+            .parent_img("../parent")
+            .log_level(4)
+            .prepare(Request::Dump, true)
+            .unwrap();
+        // The descriptors' numbers vary from run to run.
+        (p.opts.images_dir_fd, p.opts.work_dir_fd) = (7, Some(8));
+        let mut req = pb::Req {
+            opts: Some(p.opts.clone()),
+            ..pb::Req::default()
+        };
+        req.set_type(pb::ReqType::Dump);
+        assert_eq!(
+            hex::encode(req.encode_to_vec()),
+            "080112cf010807109221180120002801380140014804520864756d702e6c6f675a0e0a093132372e30\
+             2e302e3110d20960016a0b2f72756e2f726f6f74667372092e2e2f706172656e74880108ba010e0a05\
+             2f6461746112052f64617461ba01170a0a2f6574632f686f73747312092f6465762f6e756c6cc00101\
+             da010c0a08706970653a5b315d1004900203aa021c6e65745b343032363533313939335d3a65787452\
+             6f6f744e65744e53b0028080808004e202182f7379732f66732f6367726f75702f756e69666965642f\
+             78900301800402"
+        );
+        let answer = super::super::session::notify_answer(true, &["file[1:2]".to_string()]);
+        assert_eq!(
+            hex::encode(answer.encode_to_vec()),
+            "0806121708ffffffffffffffffff01aa020966696c655b313a325d1801"
+        );
     }
 
     #[test]
@@ -667,8 +721,8 @@ mod tests {
             .prepare(Request::Restore, false)
             .unwrap();
         assert_eq!(p.pass_fds.len(), 2);
-        assert_eq!(p.opts.inherit_fd[0].fd(), 4);
-        assert_eq!(p.opts.ps.fd(), 5);
+        assert_eq!(p.opts.inherit_fd[0].fd, 4);
+        assert_eq!(p.opts.ps.as_ref().and_then(|ps| ps.fd), Some(5));
         assert_eq!(p.opts.log_file(), "restore.log");
     }
 }

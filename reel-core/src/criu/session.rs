@@ -29,7 +29,7 @@ use nix::sys::socket::{
     Shutdown, SockFlag, SockType,
 };
 use nix::unistd::Pid;
-use protobuf::Message;
+use prost::Message;
 
 use super::error::{error_lines, CriuError, ExitInfo, Request, LOG_LINES};
 use super::notify::{self, Notification, NotifyFn};
@@ -196,15 +196,16 @@ impl Session {
         let mut notify_failure = None;
         loop {
             let (resp, fds) = self.recv(request, deadline)?;
-            if resp.type_() != pb::ReqType::NOTIFY {
+            if resp.r#type() != pb::ReqType::Notify {
                 self.in_flight = false;
                 return Ok(Answer {
                     resp,
                     notify_failure,
                 });
             }
-            let script = resp.notify.script().to_string();
-            let pid = resp.notify.has_pid().then(|| resp.notify.pid());
+            let notify = resp.notify.unwrap_or_default();
+            let script = notify.script().to_string();
+            let pid = notify.pid;
             let mut n = Notification::new(script.clone(), pid, fds.into_iter().next());
             tracing::debug!(request = %request, script = %script, "CRIU notification");
             let outcome = match handler.as_deref_mut() {
@@ -217,15 +218,7 @@ impl Session {
                     return Err(self.timed_out(request, after));
                 }
             }
-            let mut answer = pb::Req::new();
-            answer.set_type(pb::ReqType::NOTIFY);
-            answer.set_notify_success(outcome.is_ok());
-            if outcome.is_ok() && !n.externals().is_empty() {
-                let mut o = pb::Opts::new();
-                o.set_images_dir_fd(-1);
-                o.external = n.externals().to_vec();
-                answer.opts = Some(o).into();
-            }
+            let answer = notify_answer(outcome.is_ok(), n.externals());
             drop(n);
             self.send(request, &answer)?;
             if let Err(message) = outcome {
@@ -235,15 +228,7 @@ impl Session {
     }
 
     fn send(&mut self, request: Request, msg: &pb::Req) -> Result<(), CriuError> {
-        let bytes = msg.write_to_bytes().map_err(|e| {
-            let log = self.log_tail();
-            CriuError::protocol(
-                request,
-                "encoding the request",
-                std::io::Error::other(e),
-                log,
-            )
-        })?;
+        let bytes = msg.encode_to_vec();
         loop {
             let iov = [IoSlice::new(&bytes)];
             match sendmsg::<()>(
@@ -352,7 +337,7 @@ impl Session {
                     log,
                 ));
             }
-            return match pb::Resp::parse_from_bytes(&buf[..got]) {
+            return match pb::Resp::decode(&buf[..got]) {
                 Ok(resp) => Ok((resp, fds)),
                 Err(e) => {
                     let log = self.log_tail();
@@ -477,6 +462,21 @@ impl Session {
             Err(_) => false,
         }
     }
+}
+
+/// The answer to a notification: its outcome, and the externals the callback added.
+pub(crate) fn notify_answer(success: bool, externals: &[String]) -> pb::Req {
+    let mut answer = pb::Req::default();
+    answer.set_type(pb::ReqType::Notify);
+    answer.notify_success = Some(success);
+    if success && !externals.is_empty() {
+        answer.opts = Some(pb::Opts {
+            images_dir_fd: -1,
+            external: externals.to_vec(),
+            ..pb::Opts::default()
+        });
+    }
+    answer
 }
 
 impl Drop for Session {

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use protobuf::Message;
+use prost::Message;
 
 use super::error::{CriuError, Request};
 use super::pb;
@@ -45,17 +45,17 @@ impl DumpStats {
     /// The dump part of a decoded `stats_entry` (`None` when it has none).
     pub fn from_entry(entry: &pb::StatsEntry) -> Option<DumpStats> {
         let d = entry.dump.as_ref()?;
-        let us = |v: Option<u32>| v.map(|v| Duration::from_micros(u64::from(v)));
+        let us = |v: u32| Duration::from_micros(u64::from(v));
         Some(DumpStats {
-            freezing_time: us(d.freezing_time),
-            frozen_time: us(d.frozen_time),
-            memdump_time: us(d.memdump_time),
-            memwrite_time: us(d.memwrite_time),
-            pages_scanned: d.pages_scanned,
-            pages_skipped_parent: d.pages_skipped_parent,
-            pages_written: d.pages_written,
-            pages_lazy: d.pages_lazy,
-            irmap_resolve: us(d.irmap_resolve),
+            freezing_time: Some(us(d.freezing_time)),
+            frozen_time: Some(us(d.frozen_time)),
+            memdump_time: Some(us(d.memdump_time)),
+            memwrite_time: Some(us(d.memwrite_time)),
+            pages_scanned: Some(d.pages_scanned),
+            pages_skipped_parent: Some(d.pages_skipped_parent),
+            pages_written: Some(d.pages_written),
+            pages_lazy: Some(d.pages_lazy),
+            irmap_resolve: d.irmap_resolve.map(us),
         })
     }
 }
@@ -84,7 +84,7 @@ pub fn decode_stats_image(bytes: &[u8]) -> Result<pb::StatsEntry, String> {
             rest.len()
         )
     })?;
-    pb::StatsEntry::parse_from_bytes(body).map_err(|e| format!("bad stats entry: {e}"))
+    pb::StatsEntry::decode(body).map_err(|e| format!("bad stats entry: {e}"))
 }
 
 /// Reads and decodes a `stats-dump` file.
@@ -118,18 +118,21 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let mut e = pb::StatsEntry::new();
-        let mut d = criu_sys::proto::stats::Dump_stats_entry::new();
-        d.set_freezing_time(10);
-        d.set_frozen_time(2000);
-        d.set_memdump_time(3);
-        d.set_memwrite_time(4);
-        d.set_pages_scanned(100);
-        d.set_pages_skipped_parent(0);
-        d.set_pages_written(50);
-        d.set_pages_lazy(0);
-        e.dump = Some(d).into();
-        let body = e.write_to_bytes().unwrap();
+        let e = pb::StatsEntry {
+            dump: Some(criu_sys::proto::DumpStatsEntry {
+                freezing_time: 10,
+                frozen_time: 2000,
+                memdump_time: 3,
+                memwrite_time: 4,
+                pages_scanned: 100,
+                pages_skipped_parent: 0,
+                pages_written: 50,
+                pages_lazy: 0,
+                ..Default::default()
+            }),
+            restore: None,
+        };
+        let body = e.encode_to_vec();
         let mut img = Vec::new();
         img.extend_from_slice(&IMG_SERVICE_MAGIC.to_le_bytes());
         img.extend_from_slice(&STATS_MAGIC.to_le_bytes());
