@@ -6,6 +6,8 @@ pub enum Error {
     #[error(transparent)]
     Criu(#[from] crate::criu::CriuError),
     #[error(transparent)]
+    Image(#[from] crate::criu::image::ImageError),
+    #[error(transparent)]
     Freezer(#[from] crate::cgroups::FreezerError),
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),

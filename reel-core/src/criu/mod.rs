@@ -26,6 +26,7 @@
 //! [`CriuError::RequestFailed`] whose hint says memory tracking is unsupported.
 
 mod error;
+pub mod image;
 mod notify;
 mod options;
 mod session;
