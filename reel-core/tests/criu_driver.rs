@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use reel_core::criu::image::{AnyMessage, ImageError, ImageKind, ImageReader, MessageType};
 use reel_core::criu::{Criu, CriuError, ExitInfo, NotifyKind, Options, Request};
 
 // ---------------------------------------------------------------------------------------------
@@ -141,6 +142,11 @@ impl Workload {
     /// Starts `netserver` and waits until it listens.
     fn netserver() -> Workload {
         Workload::start("netserver", "port")
+    }
+
+    /// Starts `queues` and waits until its queues are filled.
+    fn queues() -> Workload {
+        Workload::start("queues", "pid")
     }
 
     fn start(name: &str, ready: &str) -> Workload {
@@ -308,14 +314,13 @@ fn show(e: &CriuError) -> String {
     format!("{e}\n{e:?}")
 }
 
-/// Decodes `stats-dump` independently of the driver, with the generated `stats_entry`.
+/// Decodes `stats-dump` with the image reader, independently of the driver's statistics.
 fn decode_stats_by_hand(path: &Path) -> criu_sys::proto::StatsEntry {
-    let b = fs::read(path).unwrap();
-    let word = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
-    assert_eq!(word(0), 0x5510_5940, "service image magic");
-    assert_eq!(word(4), 0x5709_3306, "stats magic");
-    let len = word(8) as usize;
-    criu_sys::proto::StatsEntry::decode(&b[12..12 + len]).unwrap()
+    let mut image = ImageReader::open(path).unwrap();
+    assert_eq!(image.kind(), ImageKind::Stats);
+    let entries = image.read_entries().unwrap();
+    assert_eq!(entries.len(), 1, "one stats entry");
+    entries.into_iter().next().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1039,4 +1044,160 @@ fn call_timeout_kills_and_reaps_criu() {
         tree.counter() > before
     });
     assert!(tree.all_running());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Every image of real dumps reads with criu::image, by its magic
+// ---------------------------------------------------------------------------------------------
+
+/// An image of a dump as the reader saw it: each entry decoded, with its payload.
+struct ReadImage {
+    name: String,
+    kind: ImageKind,
+    entries: Vec<(AnyMessage, Vec<u8>)>,
+}
+
+/// Reads every file of the images dir and the work dir's `stats-dump` with the image reader,
+/// decoding every entry into its message type and reading every payload. Fails on any file
+/// whose kind the reader does not know, by name or by magic (a CRIU newer than the pin).
+fn read_every_image(stage: &Stage) -> Vec<ReadImage> {
+    let mut paths: Vec<PathBuf> = stage
+        .image_names()
+        .iter()
+        .map(|n| stage.images().join(n))
+        .collect();
+    paths.push(stage.work().join("stats-dump"));
+    let mut out = Vec::new();
+    for path in paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let kind = ImageKind::from_file_name(&name)
+            .unwrap_or_else(|| panic!("{name}: an image the reader does not know"));
+        let mut entries = Vec::new();
+        if kind.is_raw() {
+            let e = ImageReader::open(&path).expect_err("a raw image has no entries");
+            assert!(matches!(e, ImageError::Raw { .. }), "{name}: {e}");
+        } else {
+            let mut image = ImageReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(image.kind(), kind, "{name}: its magic and its name agree");
+            while let Some(mut e) = image.next_entry().unwrap_or_else(|e| panic!("{e}")) {
+                let message = e.decode_any().unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(message.message_type(), e.message_type());
+                let payload = e.read_payload(64 << 20).unwrap_or_else(|e| panic!("{e}"));
+                entries.push((message, payload));
+            }
+            let size = fs::metadata(&path).unwrap().len();
+            assert_eq!(image.offset(), size, "{name}: read to its end");
+            assert!(!entries.is_empty(), "{name}: no entries");
+        }
+        out.push(ReadImage {
+            name,
+            kind,
+            entries,
+        });
+    }
+    out
+}
+
+fn of_kind(images: &[ReadImage], kind: ImageKind) -> Vec<&ReadImage> {
+    images.iter().filter(|i| i.kind == kind).collect()
+}
+
+fn payloads(images: &[ReadImage], kind: ImageKind) -> Vec<Vec<u8>> {
+    of_kind(images, kind)
+        .iter()
+        .flat_map(|i| i.entries.iter().map(|(_, p)| p.clone()))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+#[test]
+fn every_image_of_real_dumps_reads_by_its_magic() {
+    let _serial = serial();
+    let criu = criu();
+
+    // A process tree: tasks, memory, pipes, timers.
+    let tree = Workload::tree();
+    tree.wait_counter_at_least(5);
+    let stage = Stage::new();
+    criu.dump(&stage.dump_opts(tree.root()).leave_running(true))
+        .unwrap_or_else(|e| panic!("dump failed: {}", show(&e)));
+    let images = read_every_image(&stage);
+    for kind in [
+        ImageKind::Inventory,
+        ImageKind::Stats,
+        ImageKind::Pstree,
+        ImageKind::Core,
+        ImageKind::Ids,
+        ImageKind::Mm,
+        ImageKind::Fs,
+        ImageKind::Pagemap,
+        ImageKind::Pages,
+        ImageKind::Files,
+        ImageKind::Fdinfo,
+    ] {
+        assert!(
+            !of_kind(&images, kind).is_empty(),
+            "no {kind} image in {:?}",
+            stage.image_names()
+        );
+    }
+    assert_eq!(
+        of_kind(&images, ImageKind::Core).len(),
+        3,
+        "one core per task"
+    );
+    let pstree = &of_kind(&images, ImageKind::Pstree)[0].entries;
+    assert_eq!(pstree.len(), 3, "three tasks in pstree.img");
+    for pagemap in of_kind(&images, ImageKind::Pagemap) {
+        let types: Vec<MessageType> = pagemap
+            .entries
+            .iter()
+            .map(|(m, _)| m.message_type())
+            .collect();
+        assert_eq!(types[0], MessageType::PagemapHead, "{}", pagemap.name);
+        assert!(
+            types.len() > 1 && types[1..].iter().all(|t| *t == MessageType::PagemapEntry),
+            "{}: {types:?}",
+            pagemap.name
+        );
+    }
+    let timerfds = of_kind(&images, ImageKind::Files)[0]
+        .entries
+        .iter()
+        .filter(|(m, _)| matches!(m, AnyMessage::FileEntry(f) if f.tfd.is_some()))
+        .count();
+    assert_eq!(timerfds, 1, "the root's timerfd is in files.img");
+
+    // Descriptors holding data CRIU keeps after their entries.
+    let q = Workload::queues();
+    let stage = Stage::new();
+    criu.dump(
+        &stage
+            .dump_opts(q.root())
+            .leave_running(true)
+            .tcp_established(true),
+    )
+    .unwrap_or_else(|e| panic!("dump failed: {}", show(&e)));
+    let images = read_every_image(&stage);
+    assert_eq!(
+        payloads(&images, ImageKind::PipesData),
+        vec![b"pipe payload".to_vec()]
+    );
+    assert_eq!(
+        payloads(&images, ImageKind::SkQueues),
+        vec![b"queued datagram".to_vec()]
+    );
+    assert_eq!(
+        payloads(&images, ImageKind::GhostFile),
+        vec![b"deleted but open".to_vec()]
+    );
+    let mut tcp = payloads(&images, ImageKind::TcpStream);
+    tcp.sort();
+    assert_eq!(
+        tcp,
+        vec![b"to the client".to_vec(), b"to the server".to_vec()],
+        "each end's in queue"
+    );
+    assert!(q.all_running(), "the workload runs on");
+    assert_no_criu_left();
 }

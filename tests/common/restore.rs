@@ -409,18 +409,14 @@ impl Archive {
 /// The regular files the dumped tasks had open or mapped, as `files.img` records them:
 /// (path inside the container without the leading `/`, size CRIU will insist on at restore).
 pub fn regular_files(images: &Path) -> Vec<(String, Option<u64>)> {
-    use criu_sys::prost::Message;
     use criu_sys::proto::FileEntry;
+    use reel_core::criu::image::{ImageKind, ImageReader};
 
-    let bytes = fs::read(images.join("files.img")).expect("files.img");
-    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    assert_eq!(word(0), 0x5456_4319, "files.img: bad magic");
+    let mut image = ImageReader::open(&images.join("files.img")).expect("files.img");
+    assert_eq!(image.kind(), ImageKind::Files);
+    let entries: Vec<FileEntry> = image.read_entries().expect("files.img's entries");
     let mut out = Vec::new();
-    let mut at = 8;
-    while at < bytes.len() {
-        let len = word(at) as usize;
-        let e = FileEntry::decode(&bytes[at + 4..at + 4 + len]).expect("a file entry");
-        at += 4 + len;
+    for e in entries {
         if let Some(r) = e.reg.as_ref() {
             let size = r.size;
             out.push((r.name.trim_start_matches('/').to_string(), size));

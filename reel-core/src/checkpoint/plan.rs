@@ -13,9 +13,8 @@ use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use prost::Message;
-
 use super::CheckpointError;
+use crate::criu::image::{ImageError, ImageKind, ImageReader, ImageWriter};
 use crate::oci::Spec;
 
 /// The devices runc creates in every container (besides the spec's `linux.devices`).
@@ -225,10 +224,6 @@ fn v1_cgroup_mounts(pid: i32) -> Result<Vec<String>, CheckpointError> {
 // Image fix-ups
 // ---------------------------------------------------------------------------------------------
 
-/// The first magic of every CRIU image but the service ones.
-const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
-/// `files.img`.
-const FILES_MAGIC: u32 = 0x5630_3138;
 /// `TFD_TIMER_ABSTIME` of `timerfd_settime`.
 const TFD_TIMER_ABSTIME: u32 = 1;
 
@@ -256,46 +251,35 @@ pub fn rearm_expired_timerfds(images_dir: &Path) -> Result<Vec<u32>, CheckpointE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(CheckpointError::Inspect { path, source }),
     };
-    let invalid = |msg: String| CheckpointError::Inspect {
+    let invalid = |e: ImageError| CheckpointError::Inspect {
         path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, msg),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     };
-    let word = |at: usize| -> Option<u32> {
-        let b = bytes.get(at..at + 4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    if word(0) != Some(IMG_COMMON_MAGIC) || word(4) != Some(FILES_MAGIC) {
-        return Err(invalid("not a CRIU files image (bad magic)".into()));
-    }
-    let mut out = bytes[..8].to_vec();
+    let name = path.display().to_string();
+    let mut image = ImageReader::from_bytes(&bytes, name.clone()).map_err(invalid)?;
+    image.expect_kind(ImageKind::Files).map_err(invalid)?;
+    let mut out = ImageWriter::new(Vec::with_capacity(bytes.len()), ImageKind::Files, name)
+        .map_err(invalid)?;
     let mut changed = Vec::new();
-    let mut at = 8;
-    while at < bytes.len() {
-        let len = word(at).ok_or_else(|| invalid(format!("truncated entry size at {at}")))?;
-        let body = bytes
-            .get(at + 4..at + 4 + len as usize)
-            .ok_or_else(|| invalid(format!("truncated entry at {at}")))?;
-        at += 4 + len as usize;
-        let mut entry =
-            FileEntry::decode(body).map_err(|e| invalid(format!("bad file entry: {e}")))?;
+    while let Some(e) = image.next_entry().map_err(invalid)? {
+        let mut entry: FileEntry = e.decode().map_err(invalid)?;
         let rearm = entry.tfd.as_ref().is_some_and(|t| {
             t.vsec == 0
                 && t.vnsec == 0
                 && (t.isec != 0 || t.insec != 0)
                 && t.settime_flags & TFD_TIMER_ABSTIME == 0
         });
-        if !rearm {
-            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            out.extend_from_slice(body);
-            continue;
+        match entry.tfd.as_mut().filter(|_| rearm) {
+            Some(t) => {
+                (t.vsec, t.vnsec) = (t.isec, t.insec);
+                changed.push(t.id);
+                out.write_entry(&entry)
+            }
+            None => out.write_raw_entry(e.bytes()),
         }
-        let t = entry.tfd.as_mut().expect("checked above");
-        (t.vsec, t.vnsec) = (t.isec, t.insec);
-        changed.push(t.id);
-        let body = entry.encode_to_vec();
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        out.extend_from_slice(&body);
+        .map_err(invalid)?;
     }
+    let out = out.finish().map_err(invalid)?;
     if !changed.is_empty() {
         // Rewritten in place: the file keeps its mode (0600) and owner.
         std::fs::write(&path, &out).map_err(|source| CheckpointError::Inspect {
@@ -340,15 +324,11 @@ mod tests {
     }
 
     fn files_image(entries: &[FileEntry]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&IMG_COMMON_MAGIC.to_le_bytes());
-        out.extend_from_slice(&FILES_MAGIC.to_le_bytes());
+        let mut w = ImageWriter::new(Vec::new(), ImageKind::Files, "files.img").unwrap();
         for e in entries {
-            let b = e.encode_to_vec();
-            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            out.extend_from_slice(&b);
+            w.write_entry(e).unwrap();
         }
-        out
+        w.finish().unwrap()
     }
 
     fn timerfd(id: u32, value: (u64, u64), interval: (u64, u64), flags: u32) -> FileEntry {

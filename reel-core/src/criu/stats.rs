@@ -1,20 +1,14 @@
-//! CRIU's dump statistics (`stats-dump` in the work dir), decoded with the generated
-//! `stats_entry` type.
-//!
-//! The file is a CRIU image: the service magic `0x55105940`, the stats magic `0x57093306`,
-//! then one entry as a little-endian `u32` length followed by the protobuf message.
+//! CRIU's dump statistics (`stats-dump` in the work dir): a CRIU image of one `stats_entry`,
+//! read with [`super::image`].
 
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::time::Duration;
 
-use prost::Message;
-
 use super::error::{CriuError, Request};
+use super::image::{ImageError, ImageKind, ImageReader};
 use super::pb;
-
-const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
-const IMG_SERVICE_MAGIC: u32 = 0x5510_5940;
-const STATS_MAGIC: u32 = 0x5709_3306;
 
 /// What CRIU measured during a dump (or pre-dump). Every field is `None` when CRIU's
 /// `stats-dump` could not be read after a successful dump (the dump itself stands; the
@@ -60,31 +54,25 @@ impl DumpStats {
     }
 }
 
-/// Decodes a CRIU stats image (`stats-dump` or `stats-restore`).
-pub fn decode_stats_image(bytes: &[u8]) -> Result<pb::StatsEntry, String> {
-    let mut rest = bytes;
-    let mut word = |what: &str| -> Result<u32, String> {
-        let (head, tail) = rest
-            .split_first_chunk::<4>()
-            .ok_or_else(|| format!("truncated stats image (no {what})"))?;
-        rest = tail;
-        Ok(u32::from_le_bytes(*head))
-    };
-    let mut magic = word("magic")?;
-    if magic == IMG_SERVICE_MAGIC || magic == IMG_COMMON_MAGIC {
-        magic = word("magic")?;
+/// Decodes a CRIU stats image (`stats-dump` or `stats-restore`) in memory, named `name` in
+/// errors.
+pub fn decode_stats_image(bytes: &[u8], name: &str) -> Result<pb::StatsEntry, ImageError> {
+    stats_entry(ImageReader::from_bytes(bytes, name)?)
+}
+
+fn stats_entry<R: Read>(mut image: ImageReader<R>) -> Result<pb::StatsEntry, ImageError> {
+    image.expect_kind(ImageKind::Stats)?;
+    let at = image.offset();
+    match image.next_entry()? {
+        Some(entry) => entry.decode(),
+        None => Err(ImageError::Truncated {
+            name: image.name().to_string(),
+            offset: at,
+            what: "stats_entry",
+            wanted: 1,
+            got: 0,
+        }),
     }
-    if magic != STATS_MAGIC {
-        return Err(format!("not a stats image (magic {magic:#010x})"));
-    }
-    let len = word("entry size")? as usize;
-    let body = rest.get(..len).ok_or_else(|| {
-        format!(
-            "truncated stats image ({len} bytes announced, {} left)",
-            rest.len()
-        )
-    })?;
-    pb::StatsEntry::decode(body).map_err(|e| format!("bad stats entry: {e}"))
 }
 
 /// Reads and decodes a `stats-dump` file.
@@ -98,7 +86,7 @@ pub(crate) fn read_dump_stats_as(
     path: &Path,
     display: &Path,
 ) -> Result<DumpStats, CriuError> {
-    let bytes = std::fs::read(path)
+    let file = File::open(path)
         .map_err(|e| CriuError::io(request, "read the dump statistics", display, e))?;
     let invalid = |m: String| {
         CriuError::io(
@@ -108,13 +96,16 @@ pub(crate) fn read_dump_stats_as(
             std::io::Error::new(std::io::ErrorKind::InvalidData, m),
         )
     };
-    let entry = decode_stats_image(&bytes).map_err(invalid)?;
+    let image = ImageReader::new(BufReader::new(file), display.display().to_string())
+        .map_err(|e| invalid(e.to_string()))?;
+    let entry = stats_entry(image).map_err(|e| invalid(e.to_string()))?;
     DumpStats::from_entry(&entry).ok_or_else(|| invalid("the stats image has no dump entry".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::criu::image::ImageWriter;
 
     #[test]
     fn round_trip() {
@@ -132,16 +123,19 @@ mod tests {
             }),
             restore: None,
         };
-        let body = e.encode_to_vec();
-        let mut img = Vec::new();
-        img.extend_from_slice(&IMG_SERVICE_MAGIC.to_le_bytes());
-        img.extend_from_slice(&STATS_MAGIC.to_le_bytes());
-        img.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        img.extend_from_slice(&body);
-        let s = DumpStats::from_entry(&decode_stats_image(&img).unwrap()).unwrap();
+        let mut w = ImageWriter::new(Vec::new(), ImageKind::Stats, "stats-dump").unwrap();
+        w.write_entry(&e).unwrap();
+        let img = w.finish().unwrap();
+        let s = DumpStats::from_entry(&decode_stats_image(&img, "stats-dump").unwrap()).unwrap();
         assert_eq!(s.frozen_time, Some(Duration::from_micros(2000)));
         assert_eq!(s.pages_written, Some(50));
-        assert!(decode_stats_image(&img[..6]).is_err());
-        assert!(decode_stats_image(&[0; 12]).is_err());
+        assert!(decode_stats_image(&img[..6], "stats-dump").is_err());
+        assert!(decode_stats_image(&[0; 12], "stats-dump").is_err());
+        let files = ImageWriter::new(Vec::new(), ImageKind::Files, "files.img").unwrap();
+        let e = decode_stats_image(&files.finish().unwrap(), "x").unwrap_err();
+        assert!(matches!(e, ImageError::WrongKind { .. }), "{e}");
+        let empty = ImageWriter::new(Vec::new(), ImageKind::Stats, "stats-dump").unwrap();
+        let e = decode_stats_image(&empty.finish().unwrap(), "stats-dump").unwrap_err();
+        assert!(matches!(e, ImageError::Truncated { .. }), "{e}");
     }
 }
