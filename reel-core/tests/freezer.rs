@@ -181,13 +181,14 @@ impl Drop for Workload {
     }
 }
 
-/// (state letter, utime + stime in ticks) from /proc/<pid>/stat.
+/// (state letter, CPU time in ns) of a process: /proc/<pid>/stat and the scheduler's own
+/// nanosecond count of its time on a CPU (/proc/<pid>/schedstat), which shows any run at all,
+/// where stat's utime + stime move by 10 ms ticks.
 fn stat(pid: i32) -> (char, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &text[text.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    (f[0].chars().next().unwrap(), ticks)
+    let state = proc::state_of(pid).unwrap_or_else(|| panic!("process {pid} is gone"));
+    let sched = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    let ns = sched.split_whitespace().next().unwrap().parse().unwrap();
+    (state, ns)
 }
 
 /// The process burns CPU: its CPU time grows.
@@ -200,10 +201,17 @@ fn assert_running(pid: i32) {
     );
 }
 
-/// The process does not run: no CPU time for a while, and it is not runnable.
+/// How long a frozen process is watched for CPU time. A running busy loop gets a CPU within one
+/// scheduler period (a few ms, tens under load) and shows nanoseconds of it at once: 150 ms is
+/// ten periods on this busy 2-core machine, where the 10 ms ticks of /proc/<pid>/stat needed
+/// 400 ms to be sure.
+const STOPPED_WINDOW: Duration = Duration::from_millis(150);
+
+/// The process does not run: no CPU time (not a nanosecond) for [`STOPPED_WINDOW`], and it is
+/// not runnable.
 fn assert_stopped(pid: i32) {
     let (_, t0) = stat(pid);
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(STOPPED_WINDOW);
     let (state, t1) = stat(pid);
     assert_eq!(t0, t1, "a frozen process got CPU time");
     assert_ne!(state, 'R', "a frozen process is runnable");
@@ -257,8 +265,9 @@ fn freeze_thaw_cycle(kind: CgroupKind, preference: Preference, script: &str) {
     if script == BUSY {
         assert_stopped(work.pid());
     } else {
+        // The loop forks every few ms when it runs.
         let before = cg.procs();
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(STOPPED_WINDOW);
         assert_eq!(before, cg.procs(), "a frozen cgroup forked");
     }
 
