@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -312,7 +312,10 @@ impl TestStore {
     }
 }
 
-/// `reel --root <root> ARGS` with REEL_STORE, REEL_CRIU and RUST_LOG cleared.
+/// `reel --root <root> ARGS` with REEL_STORE, REEL_CRIU and RUST_LOG cleared, and SIGINT and
+/// SIGTERM at their defaults, as a user's shell starts it. (A test runner started in the
+/// background, by `nohup` or a CI runner, has SIGINT ignored; reel, like any program, keeps an
+/// ignored SIGINT ignored, and the tests that interrupt it would see it finish instead.)
 pub fn reel_cmd(root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(reel_bin());
     cmd.env_remove("REEL_STORE")
@@ -321,6 +324,14 @@ pub fn reel_cmd(root: &Path, args: &[&str]) -> Command {
         .arg("--root")
         .arg(root)
         .args(args);
+    // SAFETY: signal(2) only, async-signal-safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     cmd
 }
 
