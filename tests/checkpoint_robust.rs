@@ -321,12 +321,16 @@ fn interrupted_while_frozen(sig: i32, freezer: &str, moment: Moment) {
             .cmd(&create_args(&c, &["--freezer", freezer]))
             .stdin(Stdio::null()),
     );
+    // A v2 freeze is waited for with poll(2) on cgroup.events, which wakes this process as it
+    // comes; v1 has no notification and is polled without a pause.
+    let mut events = cg.events_waiter();
     let start = Instant::now();
     let mut frozen_seen = None;
     let (criu, watchdog) = loop {
         assert!(
             !run.finished(),
-            "reel ended before the moment ({moment:?}) came: {}",
+            "reel ended before the moment ({moment:?}) came (cgroup frozen first seen at \
+             {frozen_seen:?}): {}",
             run.stderr_so_far()
         );
         assert!(start.elapsed() < Duration::from_secs(120), "no freeze seen");
@@ -353,8 +357,12 @@ fn interrupted_while_frozen(sig: i32, freezer: &str, moment: Moment) {
                 _ => {}
             }
         }
-        if moment != Moment::CgroupFrozen {
-            std::thread::sleep(Duration::from_micros(500));
+        match (moment, freezer) {
+            (Moment::CgroupFrozen, "v2") => {
+                events.wait(Duration::from_millis(1));
+            }
+            (Moment::CgroupFrozen, _) => {}
+            (Moment::CriuHolds, _) => std::thread::sleep(Duration::from_micros(500)),
         }
     };
     let held = (cg.v1_state(), cg.v2_frozen(), proc::tracer_of(init));

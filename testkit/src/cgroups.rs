@@ -125,6 +125,17 @@ impl Cgroups {
         }
     }
 
+    /// A waiter for changes of this cgroup's `cgroup.events` (see [`EventsWaiter`]).
+    pub fn events_waiter(&self) -> EventsWaiter {
+        use std::io::Read;
+        let path = self.v2.join("cgroup.events");
+        let mut file =
+            fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // Reading once arms the notification.
+        file.read_to_string(&mut String::new()).unwrap();
+        EventsWaiter { file }
+    }
+
     /// The task ids in the cgroup (v2 `cgroup.threads`).
     pub fn tasks(&self) -> Vec<i32> {
         fs::read_to_string(self.v2.join("cgroup.threads"))
@@ -155,6 +166,36 @@ impl Drop for ThawOnDrop {
     }
 }
 
+/// Wakes when cgroup2's `cgroup.events` of a cgroup changes: kernfs notifies every change of
+/// `populated` and `frozen` to poll(2), so even a freeze shorter than any sampling period is
+/// seen, and the waiting process is woken at once (where a busy loop that used up its time slice
+/// on a loaded machine may not run during a short freeze at all).
+#[derive(Debug)]
+pub struct EventsWaiter {
+    file: fs::File,
+}
+
+impl EventsWaiter {
+    /// Waits up to `timeout` for a change; true when one came (the notification is armed again).
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            self.file.as_fd(),
+            nix::poll::PollFlags::POLLPRI,
+        )];
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let changed = nix::poll::poll(&mut fds, ms).is_ok_and(|n| n > 0);
+        if changed {
+            // Reading the file again arms the next notification.
+            let mut buf = String::new();
+            self.file.rewind().unwrap();
+            self.file.read_to_string(&mut buf).unwrap();
+        }
+        changed
+    }
+}
+
 /// Samples a container's freezer states in a thread until stopped, with cgroup2's
 /// `cgroup.events` watched by poll(2) (kernfs notifies every change of `frozen`, so even a
 /// freeze shorter than the sampling period is seen).
@@ -178,17 +219,12 @@ pub struct FreezeSeen {
 
 impl FreezeWatch {
     pub fn start(cg: &Cgroups) -> FreezeWatch {
-        use std::os::fd::AsFd;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let cg = cg.clone();
         let handle = std::thread::spawn(move || {
-            use std::io::{Read, Seek};
             let mut seen = FreezeSeen::default();
-            let mut events = fs::File::open(cg.v2.join("cgroup.events")).unwrap();
-            let mut buf = String::new();
-            // Reading once arms the notification.
-            events.read_to_string(&mut buf).unwrap();
+            let mut events = cg.events_waiter();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 seen.samples += 1;
                 if cg.any_frozen() {
@@ -197,17 +233,8 @@ impl FreezeWatch {
                 if cg.v1_state().is_some_and(|s| s != "THAWED") {
                     seen.v1_frozen_samples += 1;
                 }
-                let mut fds = [nix::poll::PollFd::new(
-                    events.as_fd(),
-                    nix::poll::PollFlags::POLLPRI,
-                )];
-                if let Ok(n) = nix::poll::poll(&mut fds, 1u16) {
-                    if n > 0 {
-                        seen.events_changes += 1;
-                        buf.clear();
-                        events.rewind().unwrap();
-                        events.read_to_string(&mut buf).unwrap();
-                    }
+                if events.wait(Duration::from_millis(1)) {
+                    seen.events_changes += 1;
                 }
             }
             seen
