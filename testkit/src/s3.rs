@@ -110,7 +110,12 @@ impl S3Server {
             self.ca().map_or("None".to_string(), |ca| format!("'{ca}'")),
             self.bucket()
         );
-        let mut cmd = Command::new("python3");
+        // The Python that runs moto has boto3 (on Debian, a venv of its own: PEP 668).
+        let python = self
+            .env
+            .get("REEL_S3_PYTHON")
+            .map_or("python3", String::as_str);
+        let mut cmd = Command::new(python);
         cmd.arg("-c").arg(format!("{prelude}{code}")).args(args);
         for (k, v) in self.reel_env() {
             cmd.env(k, v);
