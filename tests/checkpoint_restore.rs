@@ -523,19 +523,6 @@ impl Drop for NetNs {
     }
 }
 
-/// Makes the bundle's container join the network namespace at `path` (as a pod's containers
-/// join their sandbox's).
-fn join_netns(bundle: &kit::Bundle, path: &Path) {
-    let config = bundle.config_path();
-    let mut spec: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
-    for n in spec["linux"]["namespaces"].as_array_mut().unwrap() {
-        if n["type"] == "network" {
-            n["path"] = Value::from(path.to_string_lossy().into_owned());
-        }
-    }
-    fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-}
-
 #[test]
 fn pod_with_two_containers_needs_a_container_name() {
     kit::require_root();
@@ -545,11 +532,11 @@ fn pod_with_two_containers_needs_a_container_name() {
     let pod = kit::unique_name("pod");
     let netns = NetNs::new("cr-pod");
     let run = |container: &str| -> (Container, Vec<u8>) {
-        let bundle = BundleBuilder::new(&format!("cr-{container}"))
+        let mut bundle = BundleBuilder::new(&format!("cr-{container}"))
             .containerd_pod(&ns, &pod, container)
             .args(&restore::detached_stdio(&["/bin/counter", "/tmp/counter"]))
             .build();
-        join_netns(&bundle, &netns.path());
+        bundle.join_netns(&netns.path());
         let spec = fs::read(bundle.config_path()).unwrap();
         (kit::run_oci(Oci::Runc, None, bundle), spec)
     };
@@ -792,8 +779,8 @@ fn services_work_after_restore() {
     // container joins it again. (A private netns would come back empty from `runc restore`,
     // which restores with CRIU's empty_ns=net and never brings `lo` up: no TCP at all.)
     let netns = NetNs::new("cr-services");
-    let bundle = services_bundle(&name, &ns, &[]);
-    join_netns(&bundle, &netns.path());
+    let mut bundle = services_bundle(&name, &ns, &[]);
+    bundle.join_netns(&netns.path());
     let spec = fs::read(bundle.config_path()).unwrap();
     let bundle_dir = bundle.path().to_path_buf();
     let status = bundle.rootfs().join("tmp/status");

@@ -443,6 +443,24 @@ impl Bundle {
         }
     }
 
+    /// Makes the container join the network namespace at `path`, as a pod's containers join
+    /// their sandbox's: `config.json` is rewritten with that path for its network namespace.
+    pub fn join_netns(&mut self, path: &Path) {
+        for n in self.spec["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("linux.namespaces")
+        {
+            if n["type"] == "network" {
+                n["path"] = Value::from(path.to_string_lossy().into_owned());
+            }
+        }
+        fs::write(
+            self.config_path(),
+            serde_json::to_vec_pretty(&self.spec).unwrap(),
+        )
+        .unwrap();
+    }
+
     /// Keeps the directory on disk after the test (for debugging); returns its path.
     pub fn keep(mut self) -> PathBuf {
         if let Some(t) = self.tmp.take() {
