@@ -18,11 +18,9 @@
 //! reel's peak memory (VmHWM of the reel process, sampled), peak temporary space (bytes under
 //! the directories the tool writes to, sampled), and the archive size; then the ratios against
 //! runc and podman. The table goes to stdout, the JSON to `<target>/bench-export.json`.
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/common/reel.rs"]
-mod reel;
+//!
+//! The `reel` binary is not built by `cargo bench`: build it first, in the same profile
+//! (`cargo build --release -p reel-cli`); the bench says so when it is missing or stale.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,7 +30,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{BundleBuilder, Container, Oci};
+use kit::proc::vm_hwm_kb;
+use kit::reel::{self, TestStore};
+use kit::s3::S3Server;
+use kit::{bins, BundleBuilder, Container, Oci};
+use reel_testkit as kit;
 use serde_json::{json, Value};
 
 const TOOLS: [&str; 4] = ["reel-local", "reel-s3", "runc+tar+zstd", "podman"];
@@ -40,8 +42,6 @@ const TOOLS: [&str; 4] = ["reel-local", "reel-s3", "runc+tar+zstd", "podman"];
 /// one (reel-local always right after podman, whose large page-cache writes make the next
 /// dump slower on this VM); these orders give each tool a different predecessor every round.
 const ORDERS: [[usize; 4]; 4] = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]];
-
-const IMAGE: &str = "localhost/reel-bench-memhog:latest";
 
 #[derive(Debug, Clone, Default)]
 struct Sample {
@@ -163,13 +163,6 @@ impl Sampler {
     }
 }
 
-fn vm_hwm_kb(pid: i32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// The longest stall the workload logged between `from` and `to` (realtime ms).
 fn stall_between(log: &Path, from: f64, to: f64) -> f64 {
     let text = fs::read_to_string(log).unwrap_or_default();
@@ -213,34 +206,16 @@ fn memhog_cmd(mib: u64) -> String {
     format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null")
 }
 
-fn ensure_podman_image() {
-    let exists = Command::new("podman")
-        .args(["image", "exists", IMAGE])
-        .status()
-        .is_ok_and(|s| s.success());
-    let stamp = common::test_dir().join("podman-image.rootfs");
-    let rootfs = common::rootfs_template();
-    let current = fs::read_to_string(&stamp).unwrap_or_default() == rootfs.to_string_lossy();
-    if exists && current {
-        return;
-    }
-    sh(&format!(
-        "tar -C {} -cf - . | podman import - {IMAGE} >/dev/null",
-        rootfs.display()
-    ));
-    fs::write(stamp, rootfs.to_string_lossy().as_bytes()).unwrap();
-}
-
 fn start_workload(mib: u64) -> Workload {
     let bundle = BundleBuilder::new("bench")
         .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
         .build();
-    let runc = common::run_oci(Oci::Runc, None, bundle);
-    ensure_podman_image();
-    let name = common::unique_name("bench-podman");
+    let runc = kit::run_oci(Oci::Runc, None, bundle);
+    let image = kit::podman_image();
+    let name = kit::unique_name("bench-podman");
     sh(&format!(
         "podman run -d --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
-         --name {name} {IMAGE} /bin/sh -c '{}' >/dev/null",
+         --name {name} {image} /bin/sh -c '{}' >/dev/null",
         memhog_cmd(mib)
     ));
     let pid: i32 = String::from_utf8_lossy(
@@ -254,7 +229,7 @@ fn start_workload(mib: u64) -> Workload {
         podman: name,
         podman_pid: pid,
     };
-    common::wait_for(
+    kit::wait_for(
         Duration::from_secs(300),
         "the workloads to fill memory",
         || {
@@ -267,10 +242,39 @@ fn start_workload(mib: u64) -> Workload {
 }
 
 struct Env {
-    store: reel::TestStore,
+    store: TestStore,
     scratch: tempfile::TempDir,
-    s3_dir: tempfile::TempDir,
-    s3_env: BTreeMap<String, String>,
+    s3: S3Server,
+}
+
+/// MiB from bytes.
+fn mib(bytes: f64) -> f64 {
+    bytes / (1 << 20) as f64
+}
+
+/// Runs one tool (`run`, given the sampler so that it can name the process to watch) while a
+/// [`Sampler`] watches `dirs`, and measures what every tool is measured by: wall time, the
+/// workload's longest stall in that window (from its log `stalls`), peak temporary space and,
+/// when a process was watched, its peak memory. The tool's own figures (CRIU's frozen time,
+/// archive size) are left for the caller to fill in.
+fn measure<T>(dirs: Vec<PathBuf>, stalls: &Path, run: impl FnOnce(&Sampler) -> T) -> (T, Sample) {
+    let sampler = Sampler::start(dirs);
+    let from = now_ms();
+    let started = Instant::now();
+    let out = run(&sampler);
+    let wall = started.elapsed().as_secs_f64();
+    let to = now_ms();
+    let (temp, hwm) = sampler.finish();
+    // The workload logs a stall once it ticks again after it.
+    std::thread::sleep(Duration::from_millis(50));
+    let sample = Sample {
+        wall_s: wall,
+        stall_ms: stall_between(stalls, from, to + 200.0),
+        reel_hwm_mib: hwm,
+        temp_peak_mib: temp,
+        ..Sample::default()
+    };
+    (out, sample)
 }
 
 fn run_reel(env: &Env, w: &Workload, to_s3: bool) -> Sample {
@@ -278,7 +282,7 @@ fn run_reel(env: &Env, w: &Workload, to_s3: bool) -> Sample {
     let _ = fs::remove_dir_all(&out_dir);
     fs::create_dir_all(&out_dir).unwrap();
     let dest = if to_s3 {
-        format!("s3://{}/bench/", env.s3_env["REEL_S3_BUCKET"])
+        format!("s3://{}/bench/", env.s3.bucket())
     } else {
         out_dir.to_string_lossy().into_owned()
     };
@@ -296,36 +300,24 @@ fn run_reel(env: &Env, w: &Workload, to_s3: bool) -> Sample {
         "json",
     ]);
     if to_s3 {
-        cmd.arg("--s3-endpoint")
-            .arg(&env.s3_env["REEL_S3_ENDPOINT"]);
-        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
-            cmd.env(k, &env.s3_env[k]);
-        }
-        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd.arg("--s3-endpoint").arg(env.s3.endpoint());
+        cmd.envs(env.s3.reel_env());
     }
     cmd.stdin(Stdio::null());
-    let sampler = Sampler::start(vec![env.store.root(), out_dir.clone()]);
-    let from = now_ms();
-    let started = Instant::now();
-    let run = reel::Running::spawn(&mut cmd);
-    sampler.watch(run.child.id());
-    let out = run.wait(Duration::from_secs(1800));
-    let wall = started.elapsed().as_secs_f64();
-    let to = now_ms();
-    let (temp, hwm) = sampler.finish();
+    let dirs = vec![env.store.root(), out_dir.clone()];
+    let (out, sample) = measure(dirs, &w.stalls_runc(), |sampler| {
+        let run = reel::Running::spawn(&mut cmd);
+        sampler.watch(run.child.id());
+        run.wait(Duration::from_secs(1800))
+    });
     out.ok();
     let j: Value = out.json();
-    std::thread::sleep(Duration::from_millis(50));
-    let stall = stall_between(&w.stalls_runc(), from, to + 200.0);
     let _ = fs::remove_dir_all(&out_dir);
     Sample {
-        wall_s: wall,
-        stall_ms: stall,
         criu_frozen_ms: j["criu_frozen_ms"].as_f64(),
-        reel_hwm_mib: hwm,
-        temp_peak_mib: temp,
-        archive_mib: j["archive_bytes"].as_f64().unwrap() / (1 << 20) as f64,
-        dump_mib: j["tar_bytes"].as_f64().map(|b| b / (1 << 20) as f64),
+        archive_mib: mib(j["archive_bytes"].as_f64().unwrap()),
+        dump_mib: j["tar_bytes"].as_f64().map(mib),
+        ..sample
     }
 }
 
@@ -335,21 +327,15 @@ fn run_runc(env: &Env, w: &Workload) -> Sample {
     let images = dir.join("images");
     fs::create_dir_all(&images).unwrap();
     let archive = dir.join("out.tar.zst");
-    let sampler = Sampler::start(vec![dir.clone()]);
-    let from = now_ms();
-    let started = Instant::now();
-    sh(&format!(
-        "runc checkpoint --leave-running --image-path {img} --work-path {img} {id} && \
-         tar -C {img} -cf - . | zstd -q -T0 -3 -o {out}",
-        img = images.display(),
-        id = w.runc.id,
-        out = archive.display()
-    ));
-    let wall = started.elapsed().as_secs_f64();
-    let to = now_ms();
-    let (temp, _) = sampler.finish();
-    std::thread::sleep(Duration::from_millis(50));
-    let stall = stall_between(&w.stalls_runc(), from, to + 200.0);
+    let ((), sample) = measure(vec![dir.clone()], &w.stalls_runc(), |_| {
+        sh(&format!(
+            "runc checkpoint --leave-running --image-path {img} --work-path {img} {id} && \
+             tar -C {img} -cf - . | zstd -q -T0 -3 -o {out}",
+            img = images.display(),
+            id = w.runc.id,
+            out = archive.display()
+        ));
+    });
     let frozen = reel_core::criu::read_dump_stats(&images.join("stats-dump"))
         .ok()
         .and_then(|s| s.frozen_time)
@@ -357,13 +343,10 @@ fn run_runc(env: &Env, w: &Workload) -> Sample {
     let size = fs::metadata(&archive).unwrap().len();
     let _ = fs::remove_dir_all(&dir);
     Sample {
-        wall_s: wall,
-        stall_ms: stall,
         criu_frozen_ms: frozen,
         reel_hwm_mib: None,
-        temp_peak_mib: temp,
-        archive_mib: size as f64 / (1 << 20) as f64,
-        dump_mib: None,
+        archive_mib: mib(size as f64),
+        ..sample
     }
 }
 
@@ -382,19 +365,13 @@ fn run_podman(env: &Env, w: &Workload) -> Sample {
         )
         .trim(),
     );
-    let sampler = Sampler::start(vec![dir.clone(), userdata]);
-    let from = now_ms();
-    let started = Instant::now();
-    let out = sh(&format!(
-        "podman container checkpoint --leave-running --print-stats --export {} {}",
-        archive.display(),
-        w.podman
-    ));
-    let wall = started.elapsed().as_secs_f64();
-    let to = now_ms();
-    let (temp, _) = sampler.finish();
-    std::thread::sleep(Duration::from_millis(50));
-    let stall = stall_between(&w.stalls_podman(), from, to + 200.0);
+    let (out, sample) = measure(vec![dir.clone(), userdata], &w.stalls_podman(), |_| {
+        sh(&format!(
+            "podman container checkpoint --leave-running --print-stats --export {} {}",
+            archive.display(),
+            w.podman
+        ))
+    });
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     let frozen = stats["container_statistics"][0]["criu_statistics"]["frozen_time"]
         .as_f64()
@@ -402,13 +379,10 @@ fn run_podman(env: &Env, w: &Workload) -> Sample {
     let size = fs::metadata(&archive).unwrap().len();
     let _ = fs::remove_dir_all(&dir);
     Sample {
-        wall_s: wall,
-        stall_ms: stall,
         criu_frozen_ms: frozen,
         reel_hwm_mib: None,
-        temp_peak_mib: temp,
-        archive_mib: size as f64 / (1 << 20) as f64,
-        dump_mib: None,
+        archive_mib: mib(size as f64),
+        ..sample
     }
 }
 
@@ -481,7 +455,7 @@ fn f(v: &Value) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
-    common::require_root();
+    kit::require_root();
     let gibs: Vec<f64> = std::env::var("REEL_BENCH_GIB")
         .unwrap_or_else(|_| "0.25,1,2".into())
         .split(',')
@@ -491,37 +465,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    eprintln!("building the reel binary (release) ...");
-    let _ = reel::reel_bin();
+    eprintln!("testing {}", bins::reel_bin().display());
     let scratch = tempfile::Builder::new()
         .prefix("reel-bench.")
         .tempdir_in("/var/tmp")
         .unwrap();
-    let s3_dir = tempfile::tempdir_in(common::test_dir()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    sh(&format!(
-        "{} start --port {port} --dir {} >/dev/null",
-        common::repo_root().join("scripts/s3-server.sh").display(),
-        s3_dir.path().display()
-    ));
-    let mut s3_env = BTreeMap::new();
-    for line in fs::read_to_string(s3_dir.path().join("env"))
-        .unwrap()
-        .lines()
-    {
-        if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
-            s3_env.insert(k.to_string(), v.to_string());
-        }
-    }
     let env = Env {
-        store: reel::TestStore::new(),
+        store: TestStore::new(),
         scratch,
-        s3_dir,
-        s3_env,
+        s3: S3Server::start(),
     };
 
     let mut results = Vec::new();
@@ -617,12 +569,7 @@ fn main() {
             );
         }
     }
-    let exe = std::env::current_exe().unwrap();
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| common::repo_root().join("target"));
+    let target = bins::target_dir();
     let out = target.join("bench-export.json");
     let doc = json!({
         "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
@@ -631,9 +578,4 @@ fn main() {
     });
     fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     println!("\nJSON: {}", out.display());
-    let _ = Command::new(common::repo_root().join("scripts/s3-server.sh"))
-        .arg("stop")
-        .arg("--dir")
-        .arg(env.s3_dir.path())
-        .status();
 }

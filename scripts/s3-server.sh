@@ -11,7 +11,8 @@
 # `reel-test`, then turns moto's authentication on: from then on only that key (and its secret)
 # is accepted, so wrong credentials fail as they do on AWS. DIR (default /run/reel-s3) holds
 # `pid`, `server.log` and `env`, a shell file with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-# AWS_REGION, AWS_EC2_METADATA_DISABLED, REEL_S3_ENDPOINT and REEL_S3_BUCKET.
+# AWS_REGION, AWS_EC2_METADATA_DISABLED, REEL_S3_ENDPOINT, REEL_S3_BUCKET and REEL_S3_PYTHON
+# (the Python that runs moto, which has boto3 for tests that look into the bucket).
 #
 # With --tls the server speaks HTTPS only, with a certificate for 127.0.0.1 signed by a private
 # CA made for it in DIR (`ca.pem`, also named by REEL_S3_CA in the env file): what `--s3-ca` is
@@ -39,8 +40,12 @@ fi
 scheme=http
 [ "$tls" = 1 ] && scheme=https
 
+# The server of $dir runs (a pid file left by a server that died, its pid reused, does not count).
 alive() {
-    [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null
+    [ -f "$dir/pid" ] || return 1
+    local pid
+    pid=$(cat "$dir/pid")
+    kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'moto.server'
 }
 
 healthy() {
@@ -130,6 +135,7 @@ with open(env_path + ".tmp", "w") as f:
     f.write("export AWS_EC2_METADATA_DISABLED=true\n")
     f.write("export REEL_S3_ENDPOINT=%s\n" % url)
     f.write("export REEL_S3_BUCKET=reel-test\n")
+    f.write("export REEL_S3_PYTHON=%s\n" % sys.executable)
     if tls:
         f.write("export REEL_S3_CA=%s\n" % ca)
 os.chmod(env_path + ".tmp", 0o600)

@@ -14,7 +14,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "set-up (packages, pinned CRIU)"
 ./scripts/setup.sh
 
-step "containerd"
+step "containerd and the S3 test server"
 ./scripts/containerd.sh start
 ./scripts/s3-server.sh start >/dev/null
 
@@ -23,6 +23,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
+# Everything the tests run is built here, before them: the `reel` binary and reel-core's helper
+# examples (freeze_hold, lock_hold) included. No test runs cargo; one that finds a binary missing
+# or older than its sources fails saying how to build it.
 cargo build --workspace --all-targets --locked
 
 step "tests"

@@ -4,13 +4,10 @@
 //! test checkpoints a running container with `reel create checkpoint`, checks the archive and
 //! that the container runs on, and most restore the images with `runc restore` into a NEW
 //! container and check the workload resumes where it was dumped. Every container is removed
-//! at the end, also on failure (the guards of `tests/common` and `restore::Restored`).
+//! at the end, also on failure (the guards of the test kit: `containers::Container` and
+//! `restore::Restored`).
 //!
 //! Run them one at a time: `cargo test --test checkpoint_restore -- --test-threads=1`.
-
-mod common;
-#[path = "common/restore.rs"]
-mod restore;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -19,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BundleBuilder, Container, CriRole, Oci};
-use restore::{Archive, Reel};
+use kit::restore::{self, Archive, Reel};
+use kit::{BundleBuilder, Container, CriRole, Oci};
+use reel_testkit as kit;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,7 +60,7 @@ fn check_checkpoint(reel: &Reel, created: &Value, want: &Expect) -> Archive {
     );
 
     let archive = Archive::read(&path);
-    let digest = restore::sha256_hex(&archive.bytes);
+    let digest = kit::sha256_hex(&archive.bytes);
     assert_eq!(created["sha256"], digest.as_str());
     assert_eq!(created["size"], archive.bytes.len() as u64);
     assert_eq!(
@@ -222,15 +220,44 @@ fn check_checkpoint(reel: &Reel, created: &Value, want: &Expect) -> Archive {
     archive
 }
 
+/// The regular files the dumped tasks had open or mapped, as `files.img` records them:
+/// (path inside the container without the leading `/`, size CRIU will insist on at restore).
+fn regular_files(images: &Path) -> Vec<(String, Option<u64>)> {
+    use criu_sys::proto::FileEntry;
+    use reel_core::criu::image::{ImageKind, ImageReader};
+
+    let mut image = ImageReader::open(&images.join("files.img")).expect("files.img");
+    assert_eq!(image.kind(), ImageKind::Files);
+    let entries: Vec<FileEntry> = image.read_entries().expect("files.img's entries");
+    let mut out = Vec::new();
+    for e in entries {
+        if let Some(r) = e.reg.as_ref() {
+            out.push((r.name.trim_start_matches('/').to_string(), r.size));
+        }
+    }
+    out
+}
+
+/// The size CRIU recorded for the open file `path` (inside the container).
+fn dumped_size(images: &Path, path: &str) -> u64 {
+    let want = path.trim_start_matches('/');
+    let files = regular_files(images);
+    files
+        .iter()
+        .find(|(n, _)| n == want)
+        .and_then(|(_, s)| *s)
+        .unwrap_or_else(|| panic!("files.img records no size for {path}: {files:?}"))
+}
+
 /// Test 1: checkpoint a runc or crun container running the counter, check it runs on and the
 /// archive is complete, then restore it with runc into a new container and check the counter
 /// resumes from where it was dumped.
 fn counter_checkpoint_and_restore(runtime: Oci, in_pod: bool) {
-    common::require_root();
+    kit::require_root();
     let t0 = Instant::now();
     let reel = Reel::new("cr");
-    let name = common::unique_name(&format!("cr-{}", runtime.binary()));
-    let ns = common::unique_name("ns");
+    let name = kit::unique_name(&format!("cr-{}", runtime.binary()));
+    let ns = kit::unique_name("ns");
     let mut builder =
         BundleBuilder::new(&name).args(&restore::detached_stdio(&["/bin/counter", "/tmp/counter"]));
     if in_pod {
@@ -240,7 +267,7 @@ fn counter_checkpoint_and_restore(runtime: Oci, in_pod: bool) {
     let spec = fs::read(bundle.config_path()).unwrap();
     let bundle_dir = bundle.path().to_path_buf();
     let counter_on_host = bundle.rootfs().join("tmp/counter");
-    let c = common::run_oci(runtime, None, bundle);
+    let c = kit::run_oci(runtime, None, bundle);
     let (ns, pod, container) = if in_pod {
         (ns.as_str(), name.as_str(), "counter")
     } else {
@@ -279,9 +306,9 @@ fn counter_checkpoint_and_restore(runtime: Oci, in_pod: bool) {
     // Restore into a new container with runc, from a copy of the bundle made once the original
     // is stopped (its counter file is rewritten all the time).
     let images = archive.unpack_images(&reel.scratch("unpacked"));
-    let size = restore::dumped_size(&images, "/tmp/counter");
+    let size = dumped_size(&images, "/tmp/counter");
     c.kill();
-    let new_id = common::unique_name(&format!("restored-{}", runtime.binary()));
+    let new_id = kit::unique_name(&format!("restored-{}", runtime.binary()));
     let (dir, new_bundle) = restore::copy_bundle(&bundle_dir, &new_id);
     let restored_counter = new_bundle.join("rootfs/tmp/counter");
     restore::write_zero_counter(&restored_counter, size);
@@ -323,7 +350,7 @@ struct ContainerdStopped;
 
 impl ContainerdStopped {
     fn new() -> ContainerdStopped {
-        let script = common::repo_root().join("scripts/containerd.sh");
+        let script = kit::repo_root().join("scripts/containerd.sh");
         let out = Command::new(&script)
             .arg("stop")
             .stdin(Stdio::null())
@@ -348,7 +375,7 @@ impl ContainerdStopped {
 
 impl Drop for ContainerdStopped {
     fn drop(&mut self) {
-        let script = common::repo_root().join("scripts/containerd.sh");
+        let script = kit::repo_root().join("scripts/containerd.sh");
         let out = Command::new(&script)
             .arg("start")
             .stdin(Stdio::null())
@@ -369,12 +396,12 @@ impl Drop for ContainerdStopped {
 
 #[test]
 fn containerd_container_checkpoints_without_containerd() {
-    common::require_root();
+    kit::require_root();
     let t0 = Instant::now();
     let reel = Reel::new("cr-ctr");
-    let ns = common::unique_name("ns");
-    let pod = common::unique_name("pod");
-    let c = common::run_containerd(
+    let ns = kit::unique_name("ns");
+    let pod = kit::unique_name("pod");
+    let c = kit::run_containerd(
         "cr-ctr",
         CriRole::Container {
             namespace: ns.clone(),
@@ -388,7 +415,7 @@ fn containerd_container_checkpoints_without_containerd() {
     restore::wait_counter_above(&counter, COUNTER_MIN, TIMEOUT);
     let spec_path = PathBuf::from(format!(
         "/run/containerd/io.containerd.runtime.v2.task/{}/{}/config.json",
-        common::K8S_NS,
+        kit::K8S_NS,
         c.id
     ));
     let spec = fs::read(&spec_path).unwrap_or_else(|e| panic!("{}: {e}", spec_path.display()));
@@ -469,9 +496,9 @@ struct NetNs {
 
 impl NetNs {
     fn new(prefix: &str) -> NetNs {
-        let name = common::unique_name(prefix);
-        common::run(Command::new("ip").args(["netns", "add", &name]));
-        common::run(
+        let name = kit::unique_name(prefix);
+        kit::run(Command::new("ip").args(["netns", "add", &name]));
+        kit::run(
             Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]),
         );
         NetNs { name }
@@ -491,35 +518,22 @@ impl Drop for NetNs {
     }
 }
 
-/// Makes the bundle's container join the network namespace at `path` (as a pod's containers
-/// join their sandbox's).
-fn join_netns(bundle: &common::Bundle, path: &Path) {
-    let config = bundle.config_path();
-    let mut spec: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
-    for n in spec["linux"]["namespaces"].as_array_mut().unwrap() {
-        if n["type"] == "network" {
-            n["path"] = Value::from(path.to_string_lossy().into_owned());
-        }
-    }
-    fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-}
-
 #[test]
 fn pod_with_two_containers_needs_a_container_name() {
-    common::require_root();
+    kit::require_root();
     let t0 = Instant::now();
     let reel = Reel::new("cr-pod");
-    let ns = common::unique_name("ns");
-    let pod = common::unique_name("pod");
+    let ns = kit::unique_name("ns");
+    let pod = kit::unique_name("pod");
     let netns = NetNs::new("cr-pod");
     let run = |container: &str| -> (Container, Vec<u8>) {
-        let bundle = BundleBuilder::new(&format!("cr-{container}"))
+        let mut bundle = BundleBuilder::new(&format!("cr-{container}"))
             .containerd_pod(&ns, &pod, container)
             .args(&restore::detached_stdio(&["/bin/counter", "/tmp/counter"]))
             .build();
-        join_netns(&bundle, &netns.path());
+        bundle.join_netns(&netns.path());
         let spec = fs::read(bundle.config_path()).unwrap();
-        (common::run_oci(Oci::Runc, None, bundle), spec)
+        (kit::run_oci(Oci::Runc, None, bundle), spec)
     };
     let (web, web_spec) = run("web");
     let (sidecar, _) = run("sidecar");
@@ -581,14 +595,14 @@ fn pod_with_two_containers_needs_a_container_name() {
 
 #[test]
 fn bind_mounts_and_masked_file_checkpoint_and_restore() {
-    common::require_root();
+    kit::require_root();
     let t0 = Instant::now();
     let reel = Reel::new("cr-mounts");
-    let ns = common::unique_name("ns");
-    let name = common::unique_name("cr-mounts");
+    let ns = kit::unique_name("ns");
+    let name = kit::unique_name("cr-mounts");
     let host = tempfile::Builder::new()
         .prefix(&format!("{name}.host."))
-        .tempdir_in(common::test_dir())
+        .tempdir_in(kit::test_dir())
         .unwrap();
     let data = host.path().join("data");
     let logs = host.path().join("logs");
@@ -609,7 +623,7 @@ fn bind_mounts_and_masked_file_checkpoint_and_restore() {
     std::os::unix::fs::symlink("/mnt", bundle.rootfs().join("srv")).unwrap();
     let spec = fs::read(bundle.config_path()).unwrap();
     let bundle_dir = bundle.path().to_path_buf();
-    let c = common::run_oci(Oci::Runc, None, bundle);
+    let c = kit::run_oci(Oci::Runc, None, bundle);
     let counter = data.join("counter");
     let before = restore::wait_counter_above(&counter, COUNTER_MIN, TIMEOUT);
     let pid = c.pid();
@@ -653,9 +667,9 @@ fn bind_mounts_and_masked_file_checkpoint_and_restore() {
     }
 
     let images = archive.unpack_images(&reel.scratch("unpacked"));
-    let size = restore::dumped_size(&images, "/data/counter");
+    let size = dumped_size(&images, "/data/counter");
     c.kill();
-    let new_id = common::unique_name("restored-mounts");
+    let new_id = kit::unique_name("restored-mounts");
     let (dir, new_bundle) = restore::copy_bundle(&bundle_dir, &new_id);
     restore::write_zero_counter(&counter, size);
     let r = restore::runc_restore(&images, dir, &new_bundle, &new_id);
@@ -733,7 +747,7 @@ fn wait_status_ok(path: &Path, rounds: u64, tcp: u64, timeout: Duration) -> (u64
     }
 }
 
-fn services_bundle(name: &str, ns: &str, extra: &[&str]) -> common::Bundle {
+fn services_bundle(name: &str, ns: &str, extra: &[&str]) -> kit::Bundle {
     let mut args = vec!["/bin/services", "-s", "/tmp/status"];
     args.extend(extra);
     BundleBuilder::new(name)
@@ -751,21 +765,21 @@ fn status_counts(path: &Path) -> (u64, u64) {
 
 #[test]
 fn services_work_after_restore() {
-    common::require_root();
+    kit::require_root();
     let t0 = Instant::now();
     let reel = Reel::new("cr-services");
-    let ns = common::unique_name("ns");
-    let name = common::unique_name("cr-services");
+    let ns = kit::unique_name("ns");
+    let name = kit::unique_name("cr-services");
     // In a pod's network namespace (by path, `lo` up), as under Kubernetes: the restored
     // container joins it again. (A private netns would come back empty from `runc restore`,
     // which restores with CRIU's empty_ns=net and never brings `lo` up: no TCP at all.)
     let netns = NetNs::new("cr-services");
-    let bundle = services_bundle(&name, &ns, &[]);
-    join_netns(&bundle, &netns.path());
+    let mut bundle = services_bundle(&name, &ns, &[]);
+    bundle.join_netns(&netns.path());
     let spec = fs::read(bundle.config_path()).unwrap();
     let bundle_dir = bundle.path().to_path_buf();
     let status = bundle.rootfs().join("tmp/status");
-    let c = common::run_oci(Oci::Runc, None, bundle);
+    let c = kit::run_oci(Oci::Runc, None, bundle);
     wait_status_ok(&status, 5, 0, TIMEOUT);
     let (rounds_before, tcp_before) = status_counts(&status);
 
@@ -799,7 +813,7 @@ fn services_work_after_restore() {
     // (its listener holds the port there).
     let images = archive.unpack_images(&reel.scratch("unpacked"));
     c.kill();
-    let new_id = common::unique_name("restored-services");
+    let new_id = kit::unique_name("restored-services");
     let (dir, new_bundle) = restore::copy_bundle(&bundle_dir, &new_id);
     let new_status = new_bundle.join("rootfs/tmp/status");
     // Only what the restored process writes counts.
@@ -817,7 +831,7 @@ fn services_work_after_restore() {
     // The counts go on from the dump (not from 0), every check passing: threads, the child
     // over the socketpair, the eventfd, the timerfd, the memfd and the shared file mapping,
     // and TCP accepts on the restored listening socket.
-    let first = common::wait_for(TIMEOUT, "the restored services' first status", || {
+    let first = kit::wait_for(TIMEOUT, "the restored services' first status", || {
         read_status(&new_status)
     });
     let (r0, k0) = match first {
@@ -875,14 +889,14 @@ fn services_work_after_restore() {
 
 #[test]
 fn established_tcp_is_refused_with_tcp_established_false() {
-    common::require_root();
+    kit::require_root();
     let t0 = Instant::now();
     let reel = Reel::new("cr-tcp");
-    let ns = common::unique_name("ns");
-    let name = common::unique_name("cr-tcp");
+    let ns = kit::unique_name("ns");
+    let name = kit::unique_name("cr-tcp");
     let bundle = services_bundle(&name, &ns, &["-e"]);
     let status = bundle.rootfs().join("tmp/status");
-    let c = common::run_oci(Oci::Runc, None, bundle);
+    let c = kit::run_oci(Oci::Runc, None, bundle);
     let (rounds, _) = wait_status_ok(&status, 5, 0, TIMEOUT);
 
     // Dumping established connections is the default (issue #10); turned off, the refusal

@@ -12,31 +12,28 @@
 //! Needs root; never skips. Every container, process, mount and freeze is undone, also when a
 //! test fails. Run: `cargo test --test checkpoint_robust -- --test-threads=1`
 
-mod common;
-#[path = "common/reel.rs"]
-mod reel;
-
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Oci;
-use reel::{
-    assert_runs, counter_bundle, run_counter, Cgroups, FreezeWatch, Mount, Running, TestStore,
-    ThawOnDrop, COUNTER,
+use kit::cgroups::{thaw_guard, Cgroups, FreezeWatch, ThawOnDrop};
+use kit::reel::{
+    self, assert_runs, counter_bundle, run_counter, Mount, Running, TestStore, COUNTER,
 };
+use kit::{bins, proc, Oci};
+use reel_testkit as kit;
 
 /// Memory of the workload killed mid-dump: enough that CRIU holds it for a while.
 const HOG_MIB: u32 = 512;
 
 fn setup() -> TestStore {
-    common::require_root();
-    reel::reel_bin();
+    kit::require_root();
+    bins::reel_bin();
     TestStore::new()
 }
 
-fn create_args<'a>(c: &'a common::Container, extra: &[&'a str]) -> Vec<&'a str> {
+fn create_args<'a>(c: &'a kit::Container, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["create", "checkpoint", c.id.as_str(), "-n", "runc"];
     v.extend_from_slice(extra);
     v
@@ -69,8 +66,7 @@ fn frozen_by(cg: &Cgroups, kind: &str) -> bool {
 fn forced_freezer(kind: &str) {
     let store = setup();
     let c = run_counter(Oci::Runc, counter_bundle(&format!("freezer-{kind}")));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let dir = freezer_dir(&cg, kind);
 
     let watch = FreezeWatch::start(&cg);
@@ -130,8 +126,7 @@ fn freezer_v2_is_used_when_asked() {
 fn freezer_auto_prefers_the_containers_v1_freezer() {
     let store = setup();
     let c = run_counter(Oci::Runc, counter_bundle("freezer-auto"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let out = store.run(&create_args(&c, &["-q"]));
     out.ok();
     let m = reel::manifest(&store.archive(&out.created_id()));
@@ -148,8 +143,7 @@ fn freezer_auto_prefers_the_containers_v1_freezer() {
 fn already_frozen(kind: &str) {
     let store = setup();
     let c = run_counter(Oci::Runc, counter_bundle(&format!("prefrozen-{kind}")));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     match kind {
         "v1" => cg.freeze_v1(),
         _ => cg.freeze_v2(),
@@ -202,8 +196,7 @@ fn concurrent_checkpoints_of_one_container() {
     let store = setup();
     // Big enough that the first holds the lock (dump + archive) for seconds.
     let c = reel::run_hog("concurrent", 128);
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let args = create_args(&c, &[]);
 
     let mut first = Running::spawn(store.cmd(&args).stdin(Stdio::null()));
@@ -252,8 +245,7 @@ fn concurrent_checkpoints_of_one_container() {
 fn a_held_lock_is_refused_naming_the_holder() {
     let store = setup();
     let c = run_counter(Oci::Runc, counter_bundle("held-lock"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let dir = std::path::Path::new("/run/reel/locks");
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join(format!("{}.lock", c.id));
@@ -268,7 +260,7 @@ fn a_held_lock_is_refused_naming_the_holder() {
             .stdin(Stdio::null()),
     );
     let holder_group = reel::KillGroupOnDrop(holder.pid());
-    let pid = common::wait_for(Duration::from_secs(10), "the lock holder", || {
+    let pid = kit::wait_for(Duration::from_secs(10), "the lock holder", || {
         std::fs::read_to_string(&file)
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
@@ -320,8 +312,7 @@ enum Moment {
 fn interrupted_while_frozen(sig: i32, freezer: &str, moment: Moment) {
     let store = setup();
     let c = reel::run_hog(&format!("sig{sig}-{freezer}"), HOG_MIB);
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let init = c.pid();
     let dir = freezer_dir(&cg, freezer);
 
@@ -330,12 +321,16 @@ fn interrupted_while_frozen(sig: i32, freezer: &str, moment: Moment) {
             .cmd(&create_args(&c, &["--freezer", freezer]))
             .stdin(Stdio::null()),
     );
+    // A v2 freeze is waited for with poll(2) on cgroup.events, which wakes this process as it
+    // comes; v1 has no notification and is polled without a pause.
+    let mut events = cg.events_waiter();
     let start = Instant::now();
     let mut frozen_seen = None;
     let (criu, watchdog) = loop {
         assert!(
             !run.finished(),
-            "reel ended before the moment ({moment:?}) came: {}",
+            "reel ended before the moment ({moment:?}) came (cgroup frozen first seen at \
+             {frozen_seen:?}): {}",
             run.stderr_so_far()
         );
         assert!(start.elapsed() < Duration::from_secs(120), "no freeze seen");
@@ -345,12 +340,12 @@ fn interrupted_while_frozen(sig: i32, freezer: &str, moment: Moment) {
         }
         let now = match moment {
             Moment::CgroupFrozen => frozen,
-            Moment::CriuHolds => reel::tracer_of(init).is_some(),
+            Moment::CriuHolds => proc::tracer_of(init).is_some(),
         };
         if now {
             // Who is there to clean up after: CRIU (if started yet) and the watchdog (started
             // before the freeze).
-            let kids = reel::children_of(run.pid());
+            let kids = proc::children_of(run.pid());
             let criu = kids.iter().find(|p| p.comm == "criu").map(|p| p.pid);
             let wd = kids
                 .iter()
@@ -362,11 +357,15 @@ fn interrupted_while_frozen(sig: i32, freezer: &str, moment: Moment) {
                 _ => {}
             }
         }
-        if moment != Moment::CgroupFrozen {
-            std::thread::sleep(Duration::from_micros(500));
+        match (moment, freezer) {
+            (Moment::CgroupFrozen, "v2") => {
+                events.wait(Duration::from_millis(1));
+            }
+            (Moment::CgroupFrozen, _) => {}
+            (Moment::CriuHolds, _) => std::thread::sleep(Duration::from_micros(500)),
         }
     };
-    let held = (cg.v1_state(), cg.v2_frozen(), reel::tracer_of(init));
+    let held = (cg.v1_state(), cg.v2_frozen(), proc::tracer_of(init));
     run.signal(sig);
     let killed_at = Instant::now();
     let out = run.wait(Duration::from_secs(60));
@@ -391,10 +390,10 @@ fn interrupted_while_frozen(sig: i32, freezer: &str, moment: Moment) {
 
     // Thawed (and not frozen again), CRIU and the watchdog gone, within a bound.
     let bound = Duration::from_secs(60);
-    let criu_group = |pgid: Option<i32>| pgid.map(reel::group_members).unwrap_or_default();
+    let criu_group = |pgid: Option<i32>| pgid.map(proc::group_members).unwrap_or_default();
     let settled = loop {
         let criu_left = criu_group(criu);
-        let wd_left = reel::watchdogs_for(&dir);
+        let wd_left = proc::watchdogs_for(&dir);
         if !cg.any_frozen() && !cg.any_traced() && criu_left.is_empty() && wd_left.is_empty() {
             break killed_at.elapsed();
         }
@@ -506,8 +505,7 @@ fn sigint_while_criu_holds_the_container_v2() {
 fn a_tiny_timeout_gives_up_and_thaws() {
     let store = setup();
     let c = run_counter(Oci::Runc, counter_bundle("timeout"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     for freezer in ["v1", "v2"] {
         let out = store.run(&create_args(
             &c,
@@ -530,7 +528,7 @@ fn a_tiny_timeout_gives_up_and_thaws() {
 
 /// A store holding one checkpoint of `c`, and its contents: bad input must leave it as it is.
 fn store_with_one(
-    c: &common::Container,
+    c: &kit::Container,
 ) -> (
     TestStore,
     std::collections::BTreeMap<String, (u64, i128, bool)>,
@@ -560,11 +558,10 @@ fn refused(
 #[test]
 fn unknown_namespace_pod_and_container_are_refused() {
     let c = run_counter(Oci::Runc, counter_bundle("bad-names"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let (store, snap) = store_with_one(&c);
 
-    let ns = common::unique_name("no-such-ns");
+    let ns = kit::unique_name("no-such-ns");
     let out = store.run(&["create", "checkpoint", "web", "-n", &ns]);
     refused(
         &out,
@@ -600,8 +597,8 @@ fn unknown_namespace_pod_and_container_are_refused() {
 
 #[test]
 fn an_ambiguous_container_is_refused_listing_the_names() {
-    let ns = common::unique_name("ns-amb");
-    let pod = common::unique_name("pod-amb");
+    let ns = kit::unique_name("ns-amb");
+    let pod = kit::unique_name("pod-amb");
     let a = run_counter(
         Oci::Runc,
         counter_bundle("amb-a").containerd_pod(&ns, &pod, "alpha"),
@@ -642,18 +639,17 @@ fn an_exited_container_is_refused() {
 #[test]
 fn running_without_root_is_refused() {
     let c = run_counter(Oci::Runc, counter_bundle("nobody"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let (store, snap) = store_with_one(&c);
     // A copy of the binary nobody can run, whatever the target directory's modes.
     let dir = tempfile::Builder::new()
         .prefix("reel-nobody.")
-        .tempdir_in(common::test_dir())
+        .tempdir_in(kit::test_dir())
         .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = dir.path().join("reel");
-    std::fs::copy(reel::reel_bin(), &bin).unwrap();
+    std::fs::copy(bins::reel_bin(), &bin).unwrap();
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&bin)
@@ -670,8 +666,7 @@ fn running_without_root_is_refused() {
 #[test]
 fn missing_criu_is_refused() {
     let c = run_counter(Oci::Runc, counter_bundle("nocriu"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let (store, snap) = store_with_one(&c);
     let mut args = vec!["--criu", "/nonexistent"];
     args.extend(create_args(&c, &[]));
@@ -687,8 +682,7 @@ fn missing_criu_is_refused() {
 #[test]
 fn a_read_only_store_is_refused() {
     let c = run_counter(Oci::Runc, counter_bundle("rostore"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let store = setup();
     // Root ignores file modes: only a read-only mount stops it.
     let _ro = Mount::tmpfs(&store.root(), "ro,size=1m,mode=0700");
@@ -711,8 +705,7 @@ fn a_read_only_store_is_refused() {
 fn a_store_too_small_is_refused_before_freezing() {
     let store = setup();
     let c = reel::run_hog("smallstore", 16);
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let memory = reel::workload(&reel::workloads(&store, &["-n", "runc"]), &c.id)["memory_bytes"]
         .as_u64()
         .unwrap_or(0);
@@ -761,8 +754,7 @@ fn a_missing_v1_freezer_is_refused() {
     // runc always gives a container a v1 freezer cgroup on this host: move the process to the
     // root v1 freezer cgroup instead (its v2 cgroup is untouched).
     let c = run_counter(Oci::Runc, counter_bundle("nov1"));
-    let cg = Cgroups::of(c.pid());
-    let _thaw = ThawOnDrop(cg.clone());
+    let (cg, _thaw) = thaw_guard(c.pid());
     let freezer_mount = cg
         .v1()
         .ancestors()

@@ -5,19 +5,17 @@
 //!
 //! Run: `cargo test --test cli -- --test-threads=1`
 
-mod common;
-#[path = "common/reel.rs"]
-mod reel;
-
 use std::time::{Duration, Instant};
 
-use common::{CriRole, Oci};
-use reel::{counter_bundle, run_counter, workload, workloads, TestStore};
+use kit::cgroups::Cgroups;
+use kit::reel::{self, counter_bundle, run_counter, workload, workloads, TestStore};
+use kit::{bins, CriRole, Oci};
+use reel_testkit as kit;
 use serde_json::Value;
 
 fn setup() -> TestStore {
-    common::require_root();
-    reel::reel_bin();
+    kit::require_root();
+    bins::reel_bin();
     TestStore::new()
 }
 
@@ -29,13 +27,13 @@ fn setup() -> TestStore {
 #[test]
 fn get_workloads_finds_every_runtime_by_namespace_pod_and_container() {
     let store = setup();
-    let ns_ctd = common::unique_name("ns-ctd");
-    let ns_crio = common::unique_name("ns-crio");
+    let ns_ctd = kit::unique_name("ns-ctd");
+    let ns_crio = kit::unique_name("ns-crio");
     let (pod_a, pod_b, pod_c, pod_e) = (
-        common::unique_name("pod-a"),
-        common::unique_name("pod-b"),
-        common::unique_name("pod-c"),
-        common::unique_name("pod-e"),
+        kit::unique_name("pod-a"),
+        kit::unique_name("pod-b"),
+        kit::unique_name("pod-c"),
+        kit::unique_name("pod-e"),
     );
     let a = run_counter(
         Oci::Runc,
@@ -45,7 +43,7 @@ fn get_workloads_finds_every_runtime_by_namespace_pod_and_container() {
         Oci::Crun,
         counter_bundle("wl-crun-crio").crio_pod(&ns_crio, &pod_b, "web"),
     );
-    let c = common::run_containerd(
+    let c = kit::run_containerd(
         "wl-ctr",
         CriRole::Container {
             namespace: ns_ctd.clone(),
@@ -92,7 +90,7 @@ fn get_workloads_finds_every_runtime_by_namespace_pod_and_container() {
     let runc = workloads(&store, &["-n", "runc"]);
     assert!(runc.iter().all(|w| w["namespace"] == "runc"), "{runc:#?}");
     workload(&runc, &d.id);
-    assert!(workloads(&store, &["-n", &common::unique_name("nothing-here")]).is_empty());
+    assert!(workloads(&store, &["-n", &kit::unique_name("nothing-here")]).is_empty());
 
     // No -n: namespace `default`, only.
     let default = workloads(&store, &[]);
@@ -212,7 +210,7 @@ fn version_shows_reel_and_criu() {
         .unwrap_or_else(|| panic!("no `criu <version> at <path>` line: {out}"));
     let mut f = line.split_whitespace();
     let (version, path) = (f.nth(1).unwrap(), f.nth(1).unwrap());
-    let real = common::run(std::process::Command::new(path).arg("--version"));
+    let real = kit::run(std::process::Command::new(path).arg("--version"));
     let real = String::from_utf8_lossy(&real.stdout);
     assert!(
         real.contains(&format!("Version: {version}")),
@@ -283,7 +281,7 @@ fn stdout_is_only_the_result() {
     all.sort();
     assert_eq!(store.archives(), all);
     assert_eq!(store.sidecars(), all);
-    reel::assert_runs(&c, &reel::Cgroups::of(c.pid()));
+    reel::assert_runs(&c, &Cgroups::of(c.pid()));
 }
 
 /// `list checkpoint` and `delete checkpoint` by id, `--older-than`, `--filter` and `-n`; the
@@ -292,8 +290,8 @@ fn stdout_is_only_the_result() {
 #[test]
 fn list_and_delete_checkpoints() {
     let store = setup();
-    let ns = common::unique_name("ns-del");
-    let pod = common::unique_name("pod-del");
+    let ns = kit::unique_name("ns-del");
+    let pod = kit::unique_name("pod-del");
     let x = run_counter(Oci::Runc, counter_bundle("del-bare"));
     let y = run_counter(
         Oci::Runc,
@@ -439,8 +437,8 @@ fn list_and_delete_checkpoints() {
         .code_is(1)
         .stderr_has(&[&x1]);
 
-    reel::assert_runs(&x, &reel::Cgroups::of(x.pid()));
-    reel::assert_runs(&y, &reel::Cgroups::of(y.pid()));
+    reel::assert_runs(&x, &Cgroups::of(x.pid()));
+    reel::assert_runs(&y, &Cgroups::of(y.pid()));
 }
 
 /// `--timeout` values that are not durations are usage errors (exit 2), before anything is

@@ -4,17 +4,14 @@
 //! and refusals around them; the bare boolean flags. Real containers, real CRIU, real
 //! sockets.
 
-mod common;
-#[path = "common/restore.rs"]
-mod restore;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BundleBuilder, Oci};
-use restore::Reel;
+use kit::restore::{self, Reel};
+use kit::{BundleBuilder, Oci};
+use reel_testkit as kit;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,13 +38,13 @@ struct PodNet {
 
 impl PodNet {
     fn new(prefix: &str) -> PodNet {
-        let name = common::unique_name(prefix);
+        let name = kit::unique_name(prefix);
         // A /30 of its own per test process and call.
         let n = (std::process::id() as usize * 7 + name.len()) % 250 + 1;
         let veth = format!("rv{}", &format!("{:08x}", fxhash(&name))[..8]);
         let host_ip = format!("10.231.{n}.1");
         let pod_ip = format!("10.231.{n}.2");
-        let ip = |args: &[&str]| common::run(Command::new("ip").args(args));
+        let ip = |args: &[&str]| kit::run(Command::new("ip").args(args));
         ip(&["netns", "add", &name]);
         let net = PodNet {
             name: name.clone(),
@@ -86,7 +83,7 @@ impl PodNet {
     /// Drops every packet in and out of the namespace (`lo` and the veth) until unblocked.
     fn block(&self) {
         for chain in ["INPUT", "OUTPUT"] {
-            common::run(Command::new("ip").args([
+            kit::run(Command::new("ip").args([
                 "netns", "exec", &self.name, "iptables", "-w", "-I", chain, "-j", "DROP",
             ]));
         }
@@ -109,12 +106,12 @@ impl PodNet {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name, "ss", "-K", "-t", "-n"])
             .args(&filter);
-        common::run(&mut cmd);
+        kit::run(&mut cmd);
     }
 
     fn unblock(&self) {
         for chain in ["INPUT", "OUTPUT"] {
-            common::run(Command::new("ip").args([
+            kit::run(Command::new("ip").args([
                 "netns", "exec", &self.name, "iptables", "-w", "-D", chain, "-j", "DROP",
             ]));
         }
@@ -228,7 +225,7 @@ struct Scene {
     status_dir: tempfile::TempDir,
     ns: String,
     pod: String,
-    container: Option<common::Container>,
+    container: Option<kit::Container>,
     bundle_dir: PathBuf,
 }
 
@@ -238,16 +235,16 @@ impl Scene {
     /// of the veth pair, a unix stream connection to a listener on the host, and a deleted
     /// file of `ghost_bytes` bytes.
     fn start(prefix: &str, ghost_bytes: usize) -> Scene {
-        common::require_root();
-        let conns = common::program("conns");
+        kit::require_root();
+        let conns = kit::programs::program("conns");
         let net = PodNet::new(prefix);
         let sock_dir = tempfile::Builder::new()
             .prefix("reel-sock.")
-            .tempdir_in(common::test_dir())
+            .tempdir_in(kit::test_dir())
             .unwrap();
         let status_dir = tempfile::Builder::new()
             .prefix("reel-status.")
-            .tempdir_in(common::test_dir())
+            .tempdir_in(kit::test_dir())
             .unwrap();
         let host_sock = sock_dir.path().join("sock");
         let peers = vec![
@@ -255,11 +252,11 @@ impl Scene {
             Peer::on_host(&conns, &["serve-tcp", &net.host_ip, "7102"]),
             Peer::on_host(&conns, &["serve-unix", &host_sock.to_string_lossy()]),
         ];
-        let ns = common::unique_name("ns");
-        let pod = common::unique_name(prefix);
+        let ns = kit::unique_name("ns");
+        let pod = kit::unique_name(prefix);
         let tcp_host = format!("{}:7102", net.host_ip);
         let ghost = format!("/tmp/evidence:{ghost_bytes}");
-        let bundle = BundleBuilder::new(&pod)
+        let mut bundle = BundleBuilder::new(&pod)
             .containerd_pod(&ns, &pod, "app")
             .bind(status_dir.path(), "/status", false)
             // At the same path as on the host (as /var/run/docker.sock is usually mounted): CRIU
@@ -280,9 +277,9 @@ impl Scene {
                 &ghost,
             ]))
             .build();
-        join_netns(&bundle, &net.path());
+        bundle.join_netns(&net.path());
         let bundle_dir = bundle.path().to_path_buf();
-        let container = common::run_oci(Oci::Runc, None, bundle);
+        let container = kit::run_oci(Oci::Runc, None, bundle);
         let scene = Scene {
             net,
             _peers: peers,
@@ -302,22 +299,9 @@ impl Scene {
     }
 }
 
-/// Makes the bundle's container join the network namespace at `path` (as a pod's containers
-/// join their sandbox's).
-fn join_netns(bundle: &common::Bundle, path: &Path) {
-    let config = bundle.config_path();
-    let mut spec: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
-    for n in spec["linux"]["namespaces"].as_array_mut().unwrap() {
-        if n["type"] == "network" {
-            n["path"] = Value::from(path.to_string_lossy().into_owned());
-        }
-    }
-    fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
-}
-
 /// `iptables-save` of the host: CRIU must lock only the container's namespace.
 fn host_rules() -> String {
-    let out = common::run(&mut Command::new("iptables-save"));
+    let out = kit::run(&mut Command::new("iptables-save"));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -440,7 +424,7 @@ fn runc_restores_the_images_with_tcp_established_and_ext_unix_sk() {
         other => panic!("status before the restore: {other:?}"),
     };
 
-    let id = common::unique_name("dd-restored");
+    let id = kit::unique_name("dd-restored");
     let (bundle_dir, bundle) = restore::copy_bundle(&scene.bundle_dir, &id);
     drop(original);
     let restored = restore::runc_restore_with(
@@ -509,15 +493,15 @@ fn tcp_established_false_keeps_the_refusal_and_its_hint() {
 /// `reel create checkpoint --file-locks web`: a bare boolean never takes the next argument.
 #[test]
 fn bare_boolean_flags_never_swallow_the_next_argument() {
-    common::require_root();
+    kit::require_root();
     let reel = Reel::new("dd-bare");
-    let ns = common::unique_name("ns");
-    let pod = common::unique_name("dd-bare");
+    let ns = kit::unique_name("ns");
+    let pod = kit::unique_name("dd-bare");
     let bundle = BundleBuilder::new(&pod)
         .containerd_pod(&ns, &pod, "app")
         .args(&restore::detached_stdio(&["/bin/counter", "/tmp/counter"]))
         .build();
-    let c = common::run_oci(Oci::Runc, None, bundle);
+    let c = kit::run_oci(Oci::Runc, None, bundle);
     c.wait_counter_advances("/tmp/counter", TIMEOUT);
     for flags in [
         &["--file-locks"][..],
@@ -577,10 +561,10 @@ fn bare_boolean_flags_never_swallow_the_next_argument() {
 /// refused before it is frozen, naming the process, its user and the capability.
 #[test]
 fn another_users_process_needs_cap_sys_resource() {
-    common::require_root();
+    kit::require_root();
     let reel = Reel::new("dd-user");
-    let ns = common::unique_name("ns");
-    let pod = common::unique_name("dd-user");
+    let ns = kit::unique_name("ns");
+    let pod = kit::unique_name("dd-user");
     let bundle = BundleBuilder::new(&pod)
         .containerd_pod(&ns, &pod, "app")
         .args(&restore::detached_stdio(&["/bin/counter", "/tmp/counter"]))
@@ -588,7 +572,7 @@ fn another_users_process_needs_cap_sys_resource() {
             spec["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
         })
         .build();
-    let c = common::run_oci(Oci::Runc, None, bundle);
+    let c = kit::run_oci(Oci::Runc, None, bundle);
     c.wait_counter_advances("/tmp/counter", TIMEOUT);
     let has_cap = caps::has_cap(
         None,

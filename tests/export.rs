@@ -7,10 +7,6 @@
 //!
 //! Run with `cargo test --test export -- --test-threads=1`.
 
-mod common;
-#[path = "common/reel.rs"]
-mod reel;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -19,8 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BundleBuilder, Container, Oci};
-use reel::{run_bounded, Mount, Out, Running, TestStore, REEL_TIMEOUT};
+use kit::proc::vm_hwm_kb;
+use kit::reel::{self, run_bounded, Mount, Out, Running, TestStore, REEL_TIMEOUT};
+use kit::s3::{free_port, S3Server};
+use kit::{sha256_hex, BundleBuilder, Container, Oci};
+use reel_testkit as kit;
 use serde_json::Value;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
@@ -33,13 +32,13 @@ const SEEKABLE_MAGIC: [u8; 4] = [0xB1, 0xEA, 0x92, 0x8F];
 /// A counter container run by runc (namespace `runc`, pod = its id).
 /// Its stdio is the container's /dev/null: CRIU cannot dump descriptors on host files.
 fn counter() -> Container {
-    common::require_root();
+    kit::require_root();
     reel::run_counter(Oci::Runc, reel::counter_bundle("export"))
 }
 
 /// A runc container holding `mib` MiB (half text, half random), ready once filled.
 fn memhog(mib: u64) -> Container {
-    common::require_root();
+    kit::require_root();
     let bundle = BundleBuilder::new("export-mem")
         .args(&[
             "/bin/sh",
@@ -47,8 +46,8 @@ fn memhog(mib: u64) -> Container {
             &format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null"),
         ])
         .build();
-    let c = common::run_oci(Oci::Runc, None, bundle);
-    common::wait_for(
+    let c = kit::run_oci(Oci::Runc, None, bundle);
+    kit::wait_for(
         Duration::from_secs(120),
         "memhog to fill its memory",
         || c.read_file("/tmp/memhog.ready"),
@@ -73,6 +72,14 @@ fn export(store: &TestStore, args: &[&str], env: &[(String, String)]) -> Out {
         cmd.env(k, v);
     }
     run_bounded(&mut cmd, REEL_TIMEOUT)
+}
+
+/// `reel --root <store> export checkpoint <c> -n runc --dest DEST MORE...`: a fresh checkpoint
+/// of the runc container `c`.
+fn export_fresh(store: &TestStore, c: &Container, dest: &str, more: &[&str]) -> Out {
+    let mut args = vec![c.id.as_str(), "-n", "runc", "--dest", dest];
+    args.extend_from_slice(more);
+    export(store, &args, &[])
 }
 
 /// `reel verify checkpoint PATH` (with the sidecar beside it).
@@ -102,11 +109,6 @@ fn plain(bytes: &[u8]) -> Vec<u8> {
     } else {
         bytes.to_vec()
     }
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// The layout of the container checkpoint issue: `checkpoint/` first (a directory entry), the
@@ -151,171 +153,6 @@ fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-/// A moto server of this test on its own port and state directory, stopped when dropped.
-struct S3Server {
-    dir: tempfile::TempDir,
-    port: u16,
-    env: BTreeMap<String, String>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl S3Server {
-    fn start() -> S3Server {
-        S3Server::start_with(&[])
-    }
-
-    /// A server that speaks HTTPS only, with a certificate from a private CA (`ca()`).
-    fn start_tls() -> S3Server {
-        S3Server::start_with(&["--tls"])
-    }
-
-    /// The private CA of a `start_tls` server.
-    fn ca(&self) -> Option<String> {
-        self.env.get("REEL_S3_CA").cloned()
-    }
-
-    fn start_with(flags: &[&str]) -> S3Server {
-        let dir = tempfile::Builder::new()
-            .prefix("reel-s3.")
-            .tempdir_in(common::test_dir())
-            .unwrap();
-        let port = free_port();
-        let mut s = S3Server {
-            dir,
-            port,
-            env: BTreeMap::new(),
-        };
-        s.run_script("start", flags);
-        let text = fs::read_to_string(s.dir.path().join("env")).expect("the server's env file");
-        for line in text.lines() {
-            if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
-                s.env.insert(k.to_string(), v.to_string());
-            }
-        }
-        s
-    }
-
-    fn run_script(&self, what: &str, flags: &[&str]) {
-        let out = run_bounded(
-            Command::new(common::repo_root().join("scripts/s3-server.sh"))
-                .arg(what)
-                .arg("--port")
-                .arg(self.port.to_string())
-                .arg("--dir")
-                .arg(self.dir.path())
-                .args(flags),
-            Duration::from_secs(300),
-        );
-        assert!(out.status.success(), "s3-server.sh {what}: {out}");
-    }
-
-    fn endpoint(&self) -> String {
-        self.env["REEL_S3_ENDPOINT"].clone()
-    }
-
-    fn bucket(&self) -> String {
-        self.env["REEL_S3_BUCKET"].clone()
-    }
-
-    /// The environment reel gets: the server's credentials, no instance metadata.
-    fn reel_env(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> =
-            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
-                .iter()
-                .map(|k| (k.to_string(), self.env[*k].clone()))
-                .collect();
-        v.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
-        v
-    }
-
-    /// Runs a Python snippet with boto3 against the server; `sys.argv[1:]` are `args`.
-    fn py(&self, code: &str, args: &[&str]) -> String {
-        let prelude = format!(
-            "import sys, json, boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', verify={})\nB = '{}'\n",
-            self.endpoint(),
-            self.ca().map_or("None".to_string(), |ca| format!("'{ca}'")),
-            self.bucket()
-        );
-        let mut cmd = Command::new("python3");
-        cmd.arg("-c").arg(format!("{prelude}{code}")).args(args);
-        for (k, v) in self.reel_env() {
-            cmd.env(k, v);
-        }
-        let out = run_bounded(&mut cmd, Duration::from_secs(120));
-        assert!(out.status.success(), "boto3: {out}");
-        out.stdout
-    }
-
-    /// The object's bytes, or None when it does not exist.
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let tmp = self.dir.path().join("download");
-        let _ = fs::remove_file(&tmp);
-        let r = self.py(
-            "try:\n    s3.download_file(B, sys.argv[1], sys.argv[2]); print('yes')\nexcept Exception as e:\n    print('no', e)\n",
-            &[key, tmp.to_str().unwrap()],
-        );
-        r.starts_with("yes").then(|| fs::read(&tmp).unwrap())
-    }
-
-    /// The object's ETag.
-    fn etag(&self, key: &str) -> String {
-        self.py(
-            "print(s3.head_object(Bucket=B, Key=sys.argv[1])['ETag'])",
-            &[key],
-        )
-        .trim()
-        .trim_matches('"')
-        .to_string()
-    }
-
-    /// Keys of the multipart uploads in progress.
-    fn uploads(&self) -> Vec<String> {
-        let out = self.py(
-            "print(json.dumps([u['Key'] for u in s3.list_multipart_uploads(Bucket=B).get('Uploads', [])]))",
-            &[],
-        );
-        serde_json::from_str(out.trim()).unwrap()
-    }
-
-    /// Every key in the bucket.
-    fn keys(&self) -> Vec<String> {
-        let out = self.py(
-            "print(json.dumps([o['Key'] for o in s3.list_objects_v2(Bucket=B).get('Contents', [])]))",
-            &[],
-        );
-        serde_json::from_str(out.trim()).unwrap()
-    }
-
-    fn kill(&self) {
-        let pid: i32 = fs::read_to_string(self.dir.path().join("pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        // SAFETY: kill(2) of the server this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = run_bounded(
-            Command::new(common::repo_root().join("scripts/s3-server.sh"))
-                .arg("stop")
-                .arg("--dir")
-                .arg(self.dir.path()),
-            Duration::from_secs(30),
-        );
-    }
-}
-
 /// The S3 flags reel needs to reach `s`.
 fn s3_args(s: &S3Server) -> Vec<String> {
     vec!["--s3-endpoint".into(), s.endpoint()]
@@ -324,21 +161,9 @@ fn s3_args(s: &S3Server) -> Vec<String> {
 /// Takes a stored checkpoint of `c` (with `reel export --keep` to a scratch dir) and returns
 /// its id.
 fn stored_checkpoint(store: &TestStore, c: &Container) -> String {
-    let scratch = tempfile::tempdir_in(common::test_dir()).unwrap();
-    let out = export(
-        store,
-        &[
-            &c.id,
-            "-n",
-            "runc",
-            "--keep",
-            "--dest",
-            scratch.path().to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-        &[],
-    );
+    let scratch = tempfile::tempdir_in(kit::test_dir()).unwrap();
+    let dest = scratch.path().to_str().unwrap();
+    let out = export_fresh(store, c, dest, &["--keep", "-o", "json"]);
     out.ok();
     out.json()["id"].as_str().unwrap().to_string()
 }
@@ -351,23 +176,11 @@ fn stored_checkpoint(store: &TestStore, c: &Container) -> String {
 fn fresh_export_to_a_directory_is_a_verified_zstd_archive() {
     let c = counter();
     let store = TestStore::new();
-    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let dir = tempfile::tempdir_in(kit::test_dir()).unwrap();
     // A killed export's leftover in the destination is removed by the next run.
     let dead = dir.path().join(".old.tar.zst.partial-999999");
     fs::write(&dead, b"half").unwrap();
-    let out = export(
-        &store,
-        &[
-            &c.id,
-            "-n",
-            "runc",
-            "--dest",
-            dir.path().to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-        &[],
-    );
+    let out = export_fresh(&store, &c, dir.path().to_str().unwrap(), &["-o", "json"]);
     out.ok();
     let j = out.json();
     let id = j["id"].as_str().unwrap();
@@ -412,20 +225,9 @@ fn fresh_export_to_a_directory_is_a_verified_zstd_archive() {
 fn keep_stores_the_same_checkpoint_and_stdout_streams_it() {
     let c = counter();
     let store = TestStore::new();
-    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let dir = tempfile::tempdir_in(kit::test_dir()).unwrap();
     let file = dir.path().join("evidence.tar");
-    let out = export(
-        &store,
-        &[
-            &c.id,
-            "-n",
-            "runc",
-            "--keep",
-            "--dest",
-            file.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = export_fresh(&store, &c, file.to_str().unwrap(), &["--keep"]);
     out.ok();
     assert!(out.stdout.contains("exported to"), "{out}");
     let ids = store.archives();
@@ -456,7 +258,7 @@ fn every_level_round_trips_and_none_is_a_plain_tar() {
     let store = TestStore::new();
     let id = stored_checkpoint(&store, &c);
     let stored = fs::read(store.archive(&id)).unwrap();
-    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let dir = tempfile::tempdir_in(kit::test_dir()).unwrap();
     let mut sizes = BTreeMap::new();
     for level in ["none", "fast", "default", "better", "best"] {
         let sub = dir.path().join(level);
@@ -520,7 +322,7 @@ fn s3_multipart_export_is_byte_identical_to_the_file_and_verifies() {
     let c = memhog(96);
     let store = TestStore::new();
     let id = stored_checkpoint(&store, &c);
-    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let dir = tempfile::tempdir_in(kit::test_dir()).unwrap();
     let file = dir.path().join("x.tar.zst");
     let f = export(
         &store,
@@ -754,7 +556,7 @@ fn start_big_upload(store: &TestStore, s3: &S3Server, c: &Container, key: &str) 
     cmd.env("REEL_S3_MAX_ATTEMPTS", "2").env("RUST_LOG", "info");
     cmd.stdin(std::process::Stdio::null());
     let mut run = Running::spawn(&mut cmd);
-    common::wait_for(
+    kit::wait_for(
         Duration::from_secs(120),
         "the multipart upload to start",
         || {
@@ -812,19 +614,8 @@ fn local_failures_are_clear_and_leave_nothing() {
 
     // A full disk: a 64 KiB tmpfs (the plain archive is ~160 KiB).
     let small = Mount::tmpfs(&store.base().join("small"), "size=64k,mode=0755");
-    let out = export(
-        &store,
-        &[
-            &c.id,
-            "-n",
-            "runc",
-            "--dest",
-            small.path.to_str().unwrap(),
-            "--compress",
-            "none",
-        ],
-        &[],
-    );
+    let small_dest = small.path.to_str().unwrap();
+    let out = export_fresh(&store, &c, small_dest, &["--compress", "none"]);
     out.code_is(1).stderr_has(&["no space left"]);
     assert!(
         reel::snapshot(&small.path).is_empty(),
@@ -836,69 +627,32 @@ fn local_failures_are_clear_and_leave_nothing() {
 
     // A directory that does not exist.
     let missing = store.base().join("no/such/dir/x.tar.zst");
-    export(
-        &store,
-        &[&c.id, "-n", "runc", "--dest", missing.to_str().unwrap()],
-        &[],
-    )
-    .code_is(1)
-    .stderr_has(&["does not exist"]);
+    export_fresh(&store, &c, missing.to_str().unwrap(), &[])
+        .code_is(1)
+        .stderr_has(&["does not exist"]);
     let missing_dir = format!("{}/", store.base().join("nodir").display());
-    export(&store, &[&c.id, "-n", "runc", "--dest", &missing_dir], &[])
+    export_fresh(&store, &c, &missing_dir, &[])
         .code_is(1)
         .stderr_has(&["does not exist"]);
 
     // Usage errors: exit 2, before anything is frozen.
-    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let dir = tempfile::tempdir_in(kit::test_dir()).unwrap();
     let d = dir.path().to_str().unwrap();
-    export(
-        &store,
-        &[&c.id, "-n", "runc", "--dest", d, "--compress", "huge"],
-        &[],
-    )
-    .code_is(2)
-    .stderr_has(&["unknown --compress", "huge"]);
+    export_fresh(&store, &c, d, &["--compress", "huge"])
+        .code_is(2)
+        .stderr_has(&["unknown --compress", "huge"]);
     let tar = dir.path().join("x.tar");
-    export(
-        &store,
-        &[
-            &c.id,
-            "-n",
-            "runc",
-            "--dest",
-            tar.to_str().unwrap(),
-            "--compress",
-            "best",
-        ],
-        &[],
-    )
-    .code_is(2)
-    .stderr_has(&["plain tar", "best"]);
+    export_fresh(&store, &c, tar.to_str().unwrap(), &["--compress", "best"])
+        .code_is(2)
+        .stderr_has(&["plain tar", "best"]);
     let zst = dir.path().join("x.tar.zst");
-    export(
-        &store,
-        &[
-            &c.id,
-            "-n",
-            "runc",
-            "--dest",
-            zst.to_str().unwrap(),
-            "--compress",
-            "none",
-        ],
-        &[],
-    )
-    .code_is(2);
+    export_fresh(&store, &c, zst.to_str().unwrap(), &["--compress", "none"]).code_is(2);
     export(&store, &["--dest", d], &[]).code_is(2);
     // An existing file is never replaced.
     fs::write(&zst, b"keep me").unwrap();
-    export(
-        &store,
-        &[&c.id, "-n", "runc", "--dest", zst.to_str().unwrap()],
-        &[],
-    )
-    .code_is(1)
-    .stderr_has(&["exists already"]);
+    export_fresh(&store, &c, zst.to_str().unwrap(), &[])
+        .code_is(1)
+        .stderr_has(&["exists already"]);
     assert_eq!(fs::read(&zst).unwrap(), b"keep me");
     assert!(reel::snapshot(dir.path())
         .keys()
@@ -911,19 +665,11 @@ fn local_failures_are_clear_and_leave_nothing() {
 // Memory
 // ---------------------------------------------------------------------------------------------
 
-/// VmHWM (kB) of `pid`, if readable.
-fn vm_hwm_kb(pid: i32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 #[test]
 fn exporting_a_1gib_container_keeps_reel_under_64mib() {
     let c = memhog(1024);
     let store = TestStore::new();
-    let dir = tempfile::tempdir_in(common::test_dir()).unwrap();
+    let dir = tempfile::tempdir_in(kit::test_dir()).unwrap();
     let mut cmd = store.cmd(&[
         "export",
         "checkpoint",

@@ -1,19 +1,19 @@
-//! The container fixtures of `tests/common` work: one container each from runc, crun and
-//! containerd runs the counter, and the counter advances. Needs root; never skips.
-
-mod common;
+//! The container fixtures of the test kit (`reel_testkit::containers`) work: one container
+//! each from runc, crun and containerd runs the counter, and the counter advances. Needs root;
+//! never skips.
 
 use std::time::Duration;
 
-use common::{BundleBuilder, CriRole, Oci};
+use kit::{BundleBuilder, CriRole, Oci};
+use reel_testkit as kit;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn oci_counter(runtime: Oci) {
-    common::require_root();
+    kit::require_root();
     let bundle = BundleBuilder::new(&format!("smoke-{}", runtime.binary())).build();
     let rootfs = bundle.rootfs();
-    let c = common::run_oci(runtime, None, bundle);
+    let c = kit::run_oci(runtime, None, bundle);
     let pid = c.pid();
     assert!(pid > 1, "init pid {pid}");
     let v = c.wait_counter_advances("/tmp/counter", TIMEOUT);
@@ -28,7 +28,7 @@ fn oci_counter(runtime: Oci) {
         .unwrap();
     assert!(on_host >= v, "host copy {on_host} behind {v}");
     // And the counter goes to stdout too.
-    common::wait_for(TIMEOUT, "counter output on stdout", || {
+    kit::wait_for(TIMEOUT, "counter output on stdout", || {
         std::fs::read_to_string(&c.stdout)
             .ok()
             .filter(|s| s.lines().count() > 2)
@@ -47,12 +47,12 @@ fn crun_counter_advances() {
 
 #[test]
 fn containerd_counter_advances() {
-    common::require_root();
-    let c = common::run_containerd(
+    kit::require_root();
+    let c = kit::run_containerd(
         "smoke-ctr",
         CriRole::Container {
             namespace: "smoke".into(),
-            pod: common::unique_name("pod"),
+            pod: kit::unique_name("pod"),
             name: "counter".into(),
         },
         &[],
@@ -63,12 +63,12 @@ fn containerd_counter_advances() {
 
 #[test]
 fn runc_services_report_ok() {
-    common::require_root();
+    kit::require_root();
     let bundle = BundleBuilder::new("smoke-services")
         .args(&["/bin/services", "-s", "/tmp/status", "-p", "8080"])
         .build();
-    let c = common::run_oci(Oci::Runc, None, bundle);
-    common::wait_for(TIMEOUT, "services to report ok 3", || {
+    let c = kit::run_oci(Oci::Runc, None, bundle);
+    kit::wait_for(TIMEOUT, "services to report ok 3", || {
         let s = c.read_file("/tmp/status")?;
         assert!(!s.starts_with("fail"), "services failed: {s}");
         let n: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
@@ -78,11 +78,11 @@ fn runc_services_report_ok() {
 
 #[test]
 fn container_guard_deletes_on_panic() {
-    common::require_root();
+    kit::require_root();
     let bundle = BundleBuilder::new("smoke-guard").build();
     let id = bundle.id.clone();
     let result = std::panic::catch_unwind(|| {
-        let c = common::run_oci(Oci::Runc, None, bundle);
+        let c = kit::run_oci(Oci::Runc, None, bundle);
         c.wait_counter_advances("/tmp/counter", TIMEOUT);
         panic!("on purpose");
     });
@@ -92,7 +92,7 @@ fn container_guard_deletes_on_panic() {
         "the guard left runc state for {id}"
     );
     // The guard keeps a panicking container's logs for debugging; these were on purpose.
-    for e in std::fs::read_dir(common::test_dir().join("logs"))
+    for e in std::fs::read_dir(kit::test_dir().join("logs"))
         .unwrap()
         .flatten()
     {

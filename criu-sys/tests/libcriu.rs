@@ -7,111 +7,16 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use criu_sys::ffi;
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn running(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, t)| !t.trim_start().starts_with(['Z', 'X']))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-/// The test tree (`tests/programs/tree.c`), killed on drop, also when the test fails.
-struct Tree {
-    dir: tempfile::TempDir,
-    exe: PathBuf,
-    pids: Vec<i32>,
-}
-
-impl Tree {
-    fn start() -> Tree {
-        let src = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/programs/tree.c"
-        ));
-        let bin_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libcriu-programs");
-        fs::create_dir_all(&bin_dir).unwrap();
-        let exe = bin_dir.join("tree");
-        let tmp = bin_dir.join(format!("tree.{}", std::process::id()));
-        let st = Command::new("cc")
-            .args(["-O2", "-pthread", "-static", "-o"])
-            .arg(&tmp)
-            .arg(src)
-            .status()
-            .expect("run cc (gcc must be installed)");
-        assert!(st.success(), "cc failed on {}", src.display());
-        fs::rename(&tmp, &exe).unwrap();
-
-        let dir = tempfile::Builder::new()
-            .prefix("libcriu-tree-")
-            .tempdir()
-            .unwrap();
-        let st = Command::new(&exe)
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let pids_file = dir.path().join("pids");
-        wait_until("the tree to start", Duration::from_secs(10), || {
-            pids_file.exists()
-        });
-        let pids = fs::read_to_string(&pids_file)
-            .unwrap()
-            .split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect();
-        Tree { dir, exe, pids }
-    }
-
-    fn counter(&self) -> u64 {
-        fs::read_to_string(self.dir.path().join("counter"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        for &p in &self.pids {
-            // Only our binary (pids can be reused).
-            if fs::read_link(format!("/proc/{p}/exe"))
-                .map(|e| e == self.exe)
-                .unwrap_or(false)
-            {
-                // SAFETY: kill has no memory preconditions.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-    }
-}
+use reel_testkit::programs::{assert_dump_images, Daemon};
+use reel_testkit::{proc, require_root, wait_until};
 
 #[test]
 fn libcriu_dumps_a_running_tree() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+    require_root();
     let criu = PathBuf::from(criu_sys::CRIU_PREFIX).join("sbin/criu");
     assert!(
         criu.is_file(),
@@ -119,8 +24,8 @@ fn libcriu_dumps_a_running_tree() {
         criu.display()
     );
 
-    let tree = Tree::start();
-    wait_until("the counter to run", Duration::from_secs(10), || {
+    let tree = Daemon::start("tree", "pids");
+    wait_until(Duration::from_secs(10), "the counter to run", || {
         tree.counter() >= 5
     });
     let images = tempfile::Builder::new()
@@ -170,32 +75,21 @@ fn libcriu_dumps_a_running_tree() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    for want in ["inventory.img", "pstree.img", "stats-dump"] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
-        );
-    }
-    for pid in &tree.pids {
-        assert!(
-            names.contains(&format!("core-{pid}.img")),
-            "core-{pid}.img missing from {names:?}"
-        );
-    }
-    assert!(
-        names.iter().any(|n| n.starts_with("pages-")),
-        "no pages image in {names:?}"
+    assert_dump_images(
+        &names,
+        &["inventory.img", "pstree.img", "stats-dump"],
+        &tree.pids,
     );
 
     // leave_running: the tree still runs.
     let at_dump = tree.counter();
     wait_until(
-        "the counter to advance after the dump",
         Duration::from_secs(10),
+        "the counter to advance after the dump",
         || tree.counter() > at_dump + 2,
     );
     assert!(
-        tree.pids.iter().all(|&p| running(p)),
+        tree.pids.iter().all(|&p| proc::is_running(p)),
         "every process of the tree runs on"
     );
 }

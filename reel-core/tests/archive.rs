@@ -17,7 +17,7 @@ use reel_core::archive::{
     ContainerIdentity, HashingWriter, Manifest, ManifestFields, Operator, RootfsDiffInfo,
     RootfsSource, SidecarCheck,
 };
-use sha2::{Digest, Sha256};
+use reel_testkit::sha256_hex;
 
 const SPEC: &[u8] = br#"{"ociVersion":"1.0.2","process":{"args":["sleep","inf"]},"annotations":{"io.kubernetes.cri.container-name":"app"}}"#;
 
@@ -155,10 +155,6 @@ fn members(bytes: &[u8]) -> Vec<Member> {
     out
 }
 
-fn sha(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
 #[test]
 fn layout_order_modes_and_owner() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -226,7 +222,7 @@ fn manifest_hashes_match_recomputed_ones() {
     for (m, d) in ms.iter().zip(&stored.members) {
         assert_eq!(m.name, d.name);
         assert_eq!(m.data.len() as u64, d.size, "size of {}", m.name);
-        assert_eq!(sha(&m.data), d.sha256, "sha256 of {}", m.name);
+        assert_eq!(sha256_hex(&m.data), d.sha256, "sha256 of {}", m.name);
     }
     // Images and metadata are stored byte for byte.
     let pages = ms
@@ -312,14 +308,14 @@ fn stream_hash_equals_file_hash() {
     let (digest, bytes, _) = hashing.finish();
     let on_disk = fs::read(&path).expect("read");
     assert_eq!(bytes, on_disk.len() as u64);
-    assert_eq!(digest, sha(&on_disk));
+    assert_eq!(digest, sha256_hex(&on_disk));
 }
 
 #[test]
 fn verify_passes_then_reports_exactly_the_flipped_member() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (path, manifest) = write_archive_file(tmp.path());
-    let digest = sha(&fs::read(&path).expect("read"));
+    let digest = sha256_hex(&fs::read(&path).expect("read"));
     fs::write(sidecar_path(&path), format_sidecar(&digest, "cp.tar")).expect("sidecar");
 
     let report = verify(&path).expect("verify");
@@ -386,7 +382,7 @@ fn zstd_archives_are_read_and_verified() {
     let (manifest, enc) = write_archive(&stage, enc);
     enc.finish().expect("zstd finish");
     assert_eq!(&fs::read(&path).expect("read")[..4], &archive::ZSTD_MAGIC);
-    let digest = sha(&fs::read(&path).expect("read"));
+    let digest = sha256_hex(&fs::read(&path).expect("read"));
     fs::write(sidecar_path(&path), format_sidecar(&digest, "cp.tar.zst")).expect("sidecar");
 
     let report = verify(&path).expect("verify");
@@ -413,7 +409,7 @@ fn manifest_and_members_found_by_seeking() {
         assert_eq!(m.name, d.name);
         let start = m.data_offset as usize;
         let data = &bytes[start..start + m.size as usize];
-        assert_eq!(sha(data), d.sha256, "{}", m.name);
+        assert_eq!(sha256_hex(data), d.sha256, "{}", m.name);
     }
 }
 

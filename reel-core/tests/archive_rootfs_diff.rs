@@ -14,13 +14,7 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use reel_core::archive::{
     stage_rootfs_diff, write_rootfs_diff, ArchiveError, RootfsDiffInfo, RootfsSource,
 };
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (overlayfs, mknod, trusted.* xattrs); run it as root"
-    );
-}
+use reel_testkit::require_root;
 
 fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let p = CString::new(path.as_os_str().as_bytes()).expect("path");

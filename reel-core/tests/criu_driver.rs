@@ -3,8 +3,8 @@
 //!
 //! Run: `cargo test -p reel-core --test criu_driver -- --test-threads=1`
 //!
-//! The workloads are `tests/programs/tree.c` and `tests/programs/netserver.c`, compiled at
-//! test time. They daemonize (setsid, stdio on /dev/null), so CRIU sees no descriptor shared
+//! The workloads are `tests/programs/tree.c` and `tests/programs/netserver.c`, built by the
+//! test kit. They daemonize (setsid, stdio on /dev/null), so CRIU sees no descriptor shared
 //! with the test harness. Every tree is killed by a guard, also when a test fails.
 
 use std::fs;
@@ -12,13 +12,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prost::Message;
 use reel_core::criu::image::{AnyMessage, ImageError, ImageKind, ImageReader, MessageType};
 use reel_core::criu::{Criu, CriuError, ExitInfo, NotifyKind, Options, Request};
+use reel_testkit::programs::{assert_dump_images, Daemon};
+use reel_testkit::{proc, require_root, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -32,15 +33,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the CRIU driver tests need root (euid is {euid}); run them as root"
-    );
-}
-
 fn criu() -> Criu {
     require_root();
     match Criu::locate() {
@@ -49,73 +41,14 @@ fn criu() -> Criu {
     }
 }
 
-static BUILD: Mutex<()> = Mutex::new(());
-
-/// Compiles `tests/programs/NAME.c` (static) and returns the binary.
-fn program(name: &str) -> PathBuf {
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let src = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/programs"))
-        .join(format!("{name}.c"));
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criu-programs");
-    fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(name);
-    let tmp = dir.join(format!("{name}.{}", std::process::id()));
-    let st = Command::new("cc")
-        .args(["-O2", "-pthread", "-static", "-o"])
-        .arg(&tmp)
-        .arg(&src)
-        .status()
-        .expect("run cc (gcc must be installed)");
-    assert!(st.success(), "cc failed to build {}", src.display());
-    fs::rename(&tmp, &out).unwrap();
-    out
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The state letter of a process, None when it is gone.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    after.trim_start().chars().next()
-}
-
-fn running(pid: i32) -> bool {
-    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
-}
-
 /// Processes named `criu` whose parent is this test process (live or zombie).
 fn criu_children() -> Vec<(i32, char)> {
     let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((head, tail)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = head.split_once('(').map(|x| x.1).unwrap_or("");
-        let mut f = tail.split_whitespace();
-        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == me && comm == "criu" {
-            out.push((pid, state));
-        }
-    }
-    out
+    proc::processes()
+        .into_iter()
+        .filter(|p| p.ppid == me && p.comm == "criu")
+        .map(|p| (p.pid, p.state))
+        .collect()
 }
 
 fn assert_no_criu_left() {
@@ -126,11 +59,14 @@ fn assert_no_criu_left() {
     );
 }
 
-/// A daemonized test workload, killed when dropped.
-struct Workload {
-    dir: tempfile::TempDir,
-    exe: PathBuf,
-    pids: Vec<i32>,
+/// A daemonized test workload (`tree` or `netserver`), killed when dropped.
+struct Workload(Daemon);
+
+impl std::ops::Deref for Workload {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
 }
 
 impl Workload {
@@ -150,35 +86,12 @@ impl Workload {
     }
 
     fn start(name: &str, ready: &str) -> Workload {
-        let exe = program(name);
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("reel-criu-{name}-"))
-            .tempdir()
-            .unwrap();
-        let st = Command::new(&exe)
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "{name} failed to start");
-        let file = dir.path().join(ready);
-        wait_until(
-            &format!("{name} to be ready"),
-            Duration::from_secs(10),
-            || file.exists(),
-        );
-        let text = fs::read_to_string(&file).unwrap();
-        let mut pids: Vec<i32> = text
-            .split_whitespace()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let mut d = Daemon::start(name, ready);
         if name == "netserver" {
-            pids.truncate(1); // "PID PORT"
+            d.pids.truncate(1); // "PID PORT"
         }
-        let w = Workload { dir, exe, pids };
-        wait_until("the workload to run", Duration::from_secs(5), || {
+        let w = Workload(d);
+        wait_until(Duration::from_secs(5), "the workload to run", || {
             w.all_running()
         });
         w
@@ -186,26 +99,6 @@ impl Workload {
 
     fn root(&self) -> i32 {
         self.pids[0]
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn all_running(&self) -> bool {
-        self.pids.iter().all(|&p| running(p))
-    }
-
-    /// True when `pid` runs this workload's binary (guards against pid reuse).
-    fn ours(&self, pid: i32) -> bool {
-        fs::read_link(format!("/proc/{pid}/exe"))
-            .map(|p| p == self.exe)
-            .unwrap_or(false)
-    }
-
-    fn counter(&self) -> u64 {
-        let t = fs::read_to_string(self.path("counter")).unwrap();
-        t.trim().parse().unwrap()
     }
 
     fn received(&self) -> (u64, u64) {
@@ -220,7 +113,7 @@ impl Workload {
     }
 
     fn wait_counter_at_least(&self, n: u64) {
-        wait_until(&format!("counter >= {n}"), Duration::from_secs(20), || {
+        wait_until(Duration::from_secs(20), &format!("counter >= {n}"), || {
             self.counter() >= n
         });
     }
@@ -228,30 +121,10 @@ impl Workload {
     /// Waits until every pid of the tree is gone (reaped), so that a restore can take them.
     fn wait_gone(&self) {
         wait_until(
-            "the dumped tree's pids to be free",
             Duration::from_secs(60),
-            || self.pids.iter().all(|&p| proc_state(p).is_none()),
+            "the dumped tree's pids to be free",
+            || self.pids.iter().all(|&p| proc::state_of(p).is_none()),
         );
-    }
-
-    fn kill(&self) {
-        for &p in &self.pids {
-            if self.ours(p) {
-                // SAFETY: kill has no memory preconditions.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        self.kill();
-        // They are orphans: init reaps them.
-        let end = Instant::now() + Duration::from_secs(5);
-        while self.pids.iter().any(|&p| running(p) && self.ours(p)) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
@@ -366,13 +239,13 @@ fn dump_leave_running_keeps_the_tree_running() {
     let at_dump = tree.counter();
     let (a, b) = tree.received();
     wait_until(
-        "the counter to advance after the dump",
         Duration::from_secs(10),
+        "the counter to advance after the dump",
         || tree.counter() > at_dump + 3,
     );
     wait_until(
-        "both children to report after the dump",
         Duration::from_secs(10),
+        "both children to report after the dump",
         || {
             let (a2, b2) = tree.received();
             a2 > a && b2 > b
@@ -382,21 +255,10 @@ fn dump_leave_running_keeps_the_tree_running() {
 
     // The images are there.
     let imgs = stage.image_names();
-    for want in ["inventory.img", "pstree.img", "files.img"] {
-        assert!(
-            imgs.iter().any(|n| n == want),
-            "{want} missing from {imgs:?}"
-        );
-    }
-    for pid in &tree.pids {
-        assert!(
-            imgs.contains(&format!("core-{pid}.img")),
-            "core-{pid}.img missing from {imgs:?}"
-        );
-    }
-    assert!(
-        imgs.iter().any(|n| n.starts_with("pages-")),
-        "no pages image in {imgs:?}"
+    assert_dump_images(
+        &imgs,
+        &["inventory.img", "pstree.img", "files.img"],
+        &tree.pids,
     );
     assert!(stage.work().join("dump.log").is_file());
 
@@ -431,8 +293,8 @@ fn dump_then_restore_resumes_the_tree() {
     criu.dump(&stage.dump_opts(tree.root()))
         .unwrap_or_else(|e| panic!("dump failed: {}", show(&e)));
     // Without leave_running the tree is killed.
-    wait_until("the dumped tree to die", Duration::from_secs(10), || {
-        !tree.pids.iter().any(|&p| running(p))
+    wait_until(Duration::from_secs(10), "the dumped tree to die", || {
+        !tree.pids.iter().any(|&p| proc::is_running(p))
     });
     let at_dump = tree.counter();
     let (a, b) = tree.received();
@@ -461,8 +323,8 @@ fn dump_then_restore_resumes_the_tree() {
         "post-restore carries the root pid: {seen:?}"
     );
     wait_until(
-        "the restored counter to advance",
         Duration::from_secs(10),
+        "the restored counter to advance",
         || tree.counter() > at_dump,
     );
     let resumed = tree.counter();
@@ -472,8 +334,8 @@ fn dump_then_restore_resumes_the_tree() {
     );
     // The pipe between the children and the root still works.
     wait_until(
-        "both children to report over the pipe after the restore",
         Duration::from_secs(10),
+        "both children to report over the pipe after the restore",
         || {
             let (a2, b2) = tree.received();
             a2 > a && b2 > b
@@ -622,7 +484,7 @@ fn dump_through_page_server_and_restore() {
         ExitInfo::Exited(0),
         "the page server exits cleanly after the dump"
     );
-    assert_eq!(proc_state(ps_pid), None, "the page server is reaped");
+    assert_eq!(proc::state_of(ps_pid), None, "the page server is reaped");
 
     let in_a = a.image_names();
     let in_b = b.image_names();
@@ -645,8 +507,8 @@ fn dump_through_page_server_and_restore() {
             fs::copy(b.images().join(n), a.images().join(n)).unwrap();
         }
     }
-    wait_until("the dumped tree to die", Duration::from_secs(10), || {
-        !tree.pids.iter().any(|&p| running(p))
+    wait_until(Duration::from_secs(10), "the dumped tree to die", || {
+        !tree.pids.iter().any(|&p| proc::is_running(p))
     });
     let at_dump = tree.counter();
     zero_files(&tree);
@@ -656,8 +518,8 @@ fn dump_through_page_server_and_restore() {
         .unwrap_or_else(|e| panic!("restore failed: {}", show(&e)));
     assert_eq!(pid, tree.root());
     wait_until(
-        "the restored counter to advance",
         Duration::from_secs(10),
+        "the restored counter to advance",
         || tree.counter() > at_dump,
     );
     assert!(tree.counter() < at_dump + 100);
@@ -678,14 +540,18 @@ fn dropping_a_page_server_kills_and_reaps_it() {
         )
         .unwrap_or_else(|e| panic!("page server failed: {}", show(&e)));
     let pid = ps.pid();
-    assert!(running(pid));
+    assert!(proc::is_running(pid));
     assert_eq!(
         criu_children().len(),
         1,
         "one criu swrk holds the page server"
     );
     drop(ps);
-    assert_eq!(proc_state(pid), None, "the page server is gone and reaped");
+    assert_eq!(
+        proc::state_of(pid),
+        None,
+        "the page server is gone and reaped"
+    );
     assert_no_criu_left();
 
     let ps = criu
@@ -698,7 +564,7 @@ fn dropping_a_page_server_kills_and_reaps_it() {
     let pid = ps.pid();
     let status = ps.stop().unwrap_or_else(|e| panic!("stop: {}", show(&e)));
     assert_eq!(status, ExitInfo::Signaled(libc::SIGKILL));
-    assert_eq!(proc_state(pid), None);
+    assert_eq!(proc::state_of(pid), None);
     assert_no_criu_left();
 }
 
@@ -714,7 +580,7 @@ fn dump_of_a_missing_pid_fails_typed() {
     // A pid that is not in use (pid_max here is small, so look for a free one).
     let pid = (2000..32000)
         .rev()
-        .find(|p| proc_state(*p).is_none())
+        .find(|p| proc::state_of(*p).is_none())
         .unwrap();
     let err = criu
         .dump(&stage.dump_opts(pid))
@@ -803,8 +669,8 @@ fn dump_into_a_read_only_dir_fails_typed() {
     drop(ro);
     let before = tree.counter();
     wait_until(
-        "the tree to run on after the failed dump",
         Duration::from_secs(10),
+        "the tree to run on after the failed dump",
         || tree.counter() > before,
     );
     assert!(tree.all_running());
@@ -932,10 +798,10 @@ fn criu_killed_in_post_dump_is_reported_and_reaped() {
         other => panic!("expected Died, got {}", show(other)),
     }
     assert!(err.to_string().contains("CRIU died"), "{err}");
-    assert_eq!(proc_state(pid), None, "CRIU is reaped, no zombie");
+    assert_eq!(proc::state_of(pid), None, "CRIU is reaped, no zombie");
     assert_no_criu_left();
     let before = tree.counter();
-    wait_until("the tree to run on", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the tree to run on", || {
         tree.counter() > before + 2
     });
     assert!(tree.all_running());
@@ -971,7 +837,7 @@ fn failing_or_panicking_notification_fails_the_dump() {
     }
     assert_no_criu_left();
     let before = tree.counter();
-    wait_until("the tree to run on", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the tree to run on", || {
         tree.counter() > before
     });
 
@@ -997,7 +863,7 @@ fn failing_or_panicking_notification_fails_the_dump() {
     }
     assert_no_criu_left();
     let before = tree.counter();
-    wait_until("the tree to run on", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the tree to run on", || {
         tree.counter() > before
     });
     assert!(tree.all_running());
@@ -1037,10 +903,10 @@ fn call_timeout_kills_and_reaps_criu() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(criu_pid > 0);
-    assert_eq!(proc_state(criu_pid), None, "CRIU is killed and reaped");
+    assert_eq!(proc::state_of(criu_pid), None, "CRIU is killed and reaped");
     assert_no_criu_left();
     let before = tree.counter();
-    wait_until("the tree to run on", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the tree to run on", || {
         tree.counter() > before
     });
     assert!(tree.all_running());

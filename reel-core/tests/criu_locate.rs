@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use reel_core::criu::{Criu, CriuError, ENV_CRIU};
+use reel_testkit::require_root;
 
 #[test]
 fn locate_honours_reel_criu_then_the_pinned_prefix() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+    require_root();
     let pinned = PathBuf::from(criu_sys::CRIU_PREFIX).join("sbin/criu");
 
     std::env::set_var(ENV_CRIU, "/nonexistent/reel/criu");

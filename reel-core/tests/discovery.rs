@@ -5,21 +5,19 @@
 //! The runc and crun tests use their own state roots, so other containers on the host do not
 //! disturb them; containerd and Podman run with their default paths and discovery reads the
 //! defaults. Every test needs root and fails (never skips) without it. Every container is
-//! removed at the end, also on failure (the `common::Container` guard).
-
-#[path = "../../tests/common/mod.rs"]
-mod common;
+//! removed at the end, also on failure (the `kit::Container` guard).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BundleBuilder, CriRole, Oci, RootfsMode};
+use kit::{BundleBuilder, CriRole, Oci, RootfsMode};
 use reel_core::discovery::{
     discover, Blocker, Container, Discovery, DiscoveryConfig, DiscoveryError, OciRuntimeKind,
     PidCheck, Roots, Runtime, State,
 };
+use reel_testkit as kit;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,11 +28,11 @@ struct Scratch {
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let base = common::test_dir().join("discovery");
+        let base = kit::test_dir().join("discovery");
         fs::create_dir_all(&base).unwrap();
         Scratch {
             dir: tempfile::Builder::new()
-                .prefix(&format!("{}.", common::unique_name(name)))
+                .prefix(&format!("{}.", kit::unique_name(name)))
                 .tempdir_in(base)
                 .unwrap(),
         }
@@ -79,11 +77,11 @@ impl Overlay {
         }
         let opts = format!(
             "lowerdir={},upperdir={},workdir={}",
-            common::rootfs_template().display(),
+            kit::rootfs_template().display(),
             upper.display(),
             work.display()
         );
-        common::run(
+        kit::run(
             Command::new("mount")
                 .args(["-t", "overlay", "overlay", "-o", &opts])
                 .arg(&merged),
@@ -122,7 +120,7 @@ fn assert_absent(d: &Discovery, id: &str) {
 
 /// The checks every running container passes: pid as the runtime says, verified, cgroups
 /// that hold the pid, memory, rootfs, spec.
-fn check_running(c: &Container, rt: &common::Container) {
+fn check_running(c: &Container, rt: &kit::Container) {
     let pid = rt.pid();
     assert_eq!(c.state, State::Running, "{c:#?}");
     assert_eq!(c.pid, Some(pid), "{c:#?}");
@@ -151,22 +149,22 @@ fn check_running(c: &Container, rt: &common::Container) {
 
 #[test]
 fn runc_and_crun_pods_sandboxes_and_plain_containers() {
-    common::require_root();
+    kit::require_root();
     let s = Scratch::new("disc-oci");
     let (runc_root, crun_root) = (Some(s.runc_root()), Some(s.crun_root()));
-    let ns = common::unique_name("team");
-    let web = common::unique_name("web");
-    let db = common::unique_name("db");
+    let ns = kit::unique_name("team");
+    let web = kit::unique_name("web");
+    let db = kit::unique_name("db");
 
     // A containerd-style pod with two containers and its sandbox, all runc.
-    let web_sandbox = common::run_oci(
+    let web_sandbox = kit::run_oci(
         Oci::Runc,
         runc_root.as_deref(),
         BundleBuilder::new("web-pause")
             .containerd_sandbox(&ns, &web)
             .build(),
     );
-    let app = common::run_oci(
+    let app = kit::run_oci(
         Oci::Runc,
         runc_root.as_deref(),
         BundleBuilder::new("web-app")
@@ -174,7 +172,7 @@ fn runc_and_crun_pods_sandboxes_and_plain_containers() {
             .annotation("io.kubernetes.cri.image-name", "example.com/app:1")
             .build(),
     );
-    let sidecar = common::run_oci(
+    let sidecar = kit::run_oci(
         Oci::Runc,
         runc_root.as_deref(),
         BundleBuilder::new("web-sidecar")
@@ -182,25 +180,25 @@ fn runc_and_crun_pods_sandboxes_and_plain_containers() {
             .build(),
     );
     // A CRI-O-style pod, crun, with its sandbox.
-    let db_sandbox = common::run_oci(
+    let db_sandbox = kit::run_oci(
         Oci::Crun,
         crun_root.as_deref(),
         BundleBuilder::new("db-infra")
             .crio_sandbox(&ns, &db)
             .build(),
     );
-    let pg = common::run_oci(
+    let pg = kit::run_oci(
         Oci::Crun,
         crun_root.as_deref(),
         BundleBuilder::new("db-pg").crio_pod(&ns, &db, "pg").build(),
     );
     // No pod.
-    let plain_runc = common::run_oci(
+    let plain_runc = kit::run_oci(
         Oci::Runc,
         runc_root.as_deref(),
         BundleBuilder::new("plain-runc").build(),
     );
-    let plain_crun = common::run_oci(
+    let plain_crun = kit::run_oci(
         Oci::Crun,
         crun_root.as_deref(),
         BundleBuilder::new("plain-crun").build(),
@@ -340,27 +338,27 @@ fn runc_and_crun_pods_sandboxes_and_plain_containers() {
 
 #[test]
 fn states_created_paused_exited() {
-    common::require_root();
+    kit::require_root();
     let s = Scratch::new("disc-states");
     let root = Some(s.runc_root());
-    let created = common::create_oci(
+    let created = kit::create_oci(
         Oci::Runc,
         root.as_deref(),
         BundleBuilder::new("created").build(),
     );
-    let paused = common::run_oci(
+    let paused = kit::run_oci(
         Oci::Runc,
         root.as_deref(),
         BundleBuilder::new("paused").build(),
     );
-    let exited = common::run_oci(
+    let exited = kit::run_oci(
         Oci::Runc,
         root.as_deref(),
         BundleBuilder::new("exited")
             .containerd_pod("gone", "gone-pod", "app")
             .build(),
     );
-    let crun_paused = common::run_oci(
+    let crun_paused = kit::run_oci(
         Oci::Crun,
         Some(s.crun_root()).as_deref(),
         BundleBuilder::new("crun-paused").build(),
@@ -408,11 +406,11 @@ fn states_created_paused_exited() {
 
 #[test]
 fn overlay_rootfs_upper_dir_and_devices() {
-    common::require_root();
+    kit::require_root();
     let s = Scratch::new("disc-overlay");
     let overlay = Overlay::new(&s.path().join("ovl"));
     let root = Some(s.runc_root());
-    let ovl = common::run_oci(
+    let ovl = kit::run_oci(
         Oci::Runc,
         root.as_deref(),
         BundleBuilder::new("ovl")
@@ -420,7 +418,7 @@ fn overlay_rootfs_upper_dir_and_devices() {
             .build(),
     );
     // A GPU-like device node declared in the spec (runc creates the node; nothing opens it).
-    let gpu = common::run_oci(
+    let gpu = kit::run_oci(
         Oci::Runc,
         root.as_deref(),
         BundleBuilder::new("gpu")
@@ -456,9 +454,9 @@ fn overlay_rootfs_upper_dir_and_devices() {
 
 #[test]
 fn broken_state_is_a_problem_not_a_failure() {
-    common::require_root();
+    kit::require_root();
     let s = Scratch::new("disc-broken");
-    let good = common::run_oci(
+    let good = kit::run_oci(
         Oci::Runc,
         Some(s.runc_root()).as_deref(),
         BundleBuilder::new("good").build(),
@@ -502,10 +500,10 @@ fn broken_state_is_a_problem_not_a_failure() {
 
 #[test]
 fn containerd_pod_sandbox_and_plain() {
-    common::require_root();
-    let ns = common::unique_name("ctrd-ns");
-    let pod = common::unique_name("ctrd-pod");
-    let sandbox = common::run_containerd(
+    kit::require_root();
+    let ns = kit::unique_name("ctrd-ns");
+    let pod = kit::unique_name("ctrd-pod");
+    let sandbox = kit::run_containerd(
         "ctrd-pause",
         CriRole::Sandbox {
             namespace: ns.clone(),
@@ -513,7 +511,7 @@ fn containerd_pod_sandbox_and_plain() {
         },
         &["/bin/sleep", "100000"],
     );
-    let app = common::run_containerd(
+    let app = kit::run_containerd(
         "ctrd-app",
         CriRole::Container {
             namespace: ns.clone(),
@@ -522,7 +520,7 @@ fn containerd_pod_sandbox_and_plain() {
         },
         &[],
     );
-    let worker = common::run_containerd(
+    let worker = kit::run_containerd(
         "ctrd-worker",
         CriRole::Container {
             namespace: ns.clone(),
@@ -531,10 +529,10 @@ fn containerd_pod_sandbox_and_plain() {
         },
         &[],
     );
-    let plain = common::run_containerd("ctrd-plain", CriRole::None, &[]);
+    let plain = kit::run_containerd("ctrd-plain", CriRole::None, &[]);
 
     let d = discover(&DiscoveryConfig::default()).unwrap();
-    let image = common::ensure_containerd();
+    let image = kit::ensure_containerd();
     assert_absent(&d, &sandbox.id);
     for (rt, name) in [(&app, "app"), (&worker, "worker")] {
         // One entry, though both the task bundle and runc's state describe it.
@@ -626,49 +624,10 @@ fn containerd_pod_sandbox_and_plain() {
 
 #[test]
 fn podman_container() {
-    common::require_root();
+    kit::require_root();
     // The test image: the template rootfs imported once per content.
-    let tag = format!(
-        "localhost/reel-test:{}",
-        common::rootfs_template()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace("rootfs-", "")
-    );
-    let exists = Command::new("podman")
-        .args(["image", "exists", &tag])
-        .status()
-        .unwrap();
-    if !exists.success() {
-        let tar = common::test_dir().join(format!("{}.tar", common::unique_name("podman-image")));
-        common::run(
-            Command::new("tar")
-                .arg("-C")
-                .arg(common::rootfs_template())
-                .arg("-cf")
-                .arg(&tar)
-                .arg("."),
-        );
-        let out = Command::new("podman")
-            .arg("import")
-            .arg(&tar)
-            .arg(&tag)
-            .output()
-            .unwrap();
-        let _ = fs::remove_file(&tar);
-        // A parallel import of the same tag may win the race: fine if the image exists now.
-        let ok = Command::new("podman")
-            .args(["image", "exists", &tag])
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "podman import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let name = common::unique_name("podman");
+    let tag = kit::podman_image().to_string();
+    let name = kit::unique_name("podman");
     struct Rm(String);
     impl Drop for Rm {
         fn drop(&mut self) {
@@ -678,7 +637,7 @@ fn podman_container() {
         }
     }
     let _guard = Rm(name.clone());
-    let out = common::run(Command::new("podman").args([
+    let out = kit::run(Command::new("podman").args([
         "run",
         "-d",
         "--name",
@@ -696,7 +655,7 @@ fn podman_container() {
         "/tmp/counter",
     ]));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let pid: i32 = common::wait_for(TIMEOUT, "podman container pid", || {
+    let pid: i32 = kit::wait_for(TIMEOUT, "podman container pid", || {
         let o = Command::new("podman")
             .args(["inspect", "-f", "{{.State.Pid}}", &name])
             .output()
@@ -736,18 +695,18 @@ fn podman_container() {
 
 #[test]
 fn crio_layout() {
-    common::require_root();
+    kit::require_root();
     let s = Scratch::new("disc-crio");
     let run_root = s.path().join("run-storage");
     let graph_root = s.path().join("lib-storage");
-    let ns = common::unique_name("crio-ns");
-    let pod = common::unique_name("crio-pod");
+    let ns = kit::unique_name("crio-ns");
+    let pod = kit::unique_name("crio-pod");
 
     // CRI-O's bundle is <runroot>/overlay-containers/<id>/userdata, run here by runc.
     let builder = BundleBuilder::new("crio-app")
         .crio_pod(&ns, &pod, "app")
         .annotation("io.kubernetes.cri-o.ImageName", "quay.io/example/app:2");
-    let id = common::unique_name("crio-app");
+    let id = kit::unique_name("crio-app");
     let userdata = run_root
         .join("overlay-containers")
         .join(&id)
@@ -759,7 +718,7 @@ fn crio_layout() {
     fs::create_dir_all(&graph_userdata).unwrap();
     let mut bundle = builder.build_in(&userdata);
     bundle.id = id.clone();
-    let app = common::run_oci(Oci::Runc, Some(s.runc_root()).as_deref(), bundle);
+    let app = kit::run_oci(Oci::Runc, Some(s.runc_root()).as_deref(), bundle);
     let pid = app.pid();
     fs::write(userdata.join("pidfile"), pid.to_string()).unwrap();
     fs::copy(

@@ -6,47 +6,25 @@
 //! in /proc/self/mountinfo, runs a busy shell loop in them, and removes everything in `Drop`
 //! guards (thaw first, then kill, reap and rmdir), also when the test fails. Tests that need
 //! root fail (never skip) when not root. The helper process tests use
-//! `reel-core/examples/freeze_hold.rs`, built on demand with `cargo build --example`.
+//! `reel-core/examples/freeze_hold.rs`, built before the tests (`scripts/test.sh`, or
+//! `cargo build -p reel-core --example freeze_hold`); a test that finds it missing or stale
+//! fails saying so.
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use reel_core::cgroups::{
     CgroupKind, FreezeOptions, Freezer, FreezerError, FreezerState, Hierarchies, Preference,
     V1Freezer,
 };
+use reel_testkit::{bins, proc, require_root, unique_name, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-fn require_root() {
-    // SAFETY: trivial syscall.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test needs root: it creates real cgroups and freezes processes (euid is {euid})"
-    );
-}
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The file and value that thaw a cgroup directly (no reel code involved).
 fn thaw_file(kind: CgroupKind, dir: &Path) -> (PathBuf, &'static str) {
@@ -69,7 +47,7 @@ impl TestCgroup {
         let root = hierarchies.root_mount(kind).unwrap_or_else(|| {
             panic!("no cgroup {kind} hierarchy (with a freezer) is mounted; this test needs one")
         });
-        let path = root.join(unique("reel-test"));
+        let path = root.join(unique_name("reel-test"));
         std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         TestCgroup { kind, path }
     }
@@ -203,21 +181,14 @@ impl Drop for Workload {
     }
 }
 
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// (state letter, utime + stime in ticks) from /proc/<pid>/stat.
+/// (state letter, CPU time in ns) of a process: /proc/<pid>/stat and the scheduler's own
+/// nanosecond count of its time on a CPU (/proc/<pid>/schedstat), which shows any run at all,
+/// where stat's utime + stime move by 10 ms ticks.
 fn stat(pid: i32) -> (char, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &text[text.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    (f[0].chars().next().unwrap(), ticks)
+    let state = proc::state_of(pid).unwrap_or_else(|| panic!("process {pid} is gone"));
+    let sched = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    let ns = sched.split_whitespace().next().unwrap().parse().unwrap();
+    (state, ns)
 }
 
 /// The process burns CPU: its CPU time grows.
@@ -230,10 +201,17 @@ fn assert_running(pid: i32) {
     );
 }
 
-/// The process does not run: no CPU time for a while, and it is not runnable.
+/// How long a frozen process is watched for CPU time. A running busy loop gets a CPU within one
+/// scheduler period (a few ms, tens under load) and shows nanoseconds of it at once: 150 ms is
+/// ten periods on this busy 2-core machine, where the 10 ms ticks of /proc/<pid>/stat needed
+/// 400 ms to be sure.
+const STOPPED_WINDOW: Duration = Duration::from_millis(150);
+
+/// The process does not run: no CPU time (not a nanosecond) for [`STOPPED_WINDOW`], and it is
+/// not runnable.
 fn assert_stopped(pid: i32) {
     let (_, t0) = stat(pid);
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(STOPPED_WINDOW);
     let (state, t1) = stat(pid);
     assert_eq!(t0, t1, "a frozen process got CPU time");
     assert_ne!(state, 'R', "a frozen process is runnable");
@@ -241,26 +219,7 @@ fn assert_stopped(pid: i32) {
 
 /// Live watchdog processes (by argv: `reel-freeze-watchdog <dir>/...`) for a cgroup dir.
 fn watchdogs_for(dir: &Path) -> Vec<i32> {
-    let dir = dir.to_str().unwrap();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "reel-freeze-watchdog")
-            && args.iter().any(|a| a.starts_with(dir))
-        {
-            found.push(pid);
-        }
-    }
-    found
+    proc::watchdogs_for(dir).iter().map(|p| p.pid).collect()
 }
 
 fn assert_no_watchdog(dir: &Path) {
@@ -306,8 +265,9 @@ fn freeze_thaw_cycle(kind: CgroupKind, preference: Preference, script: &str) {
     if script == BUSY {
         assert_stopped(work.pid());
     } else {
+        // The loop forks every few ms when it runs.
         let before = cg.procs();
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(STOPPED_WINDOW);
         assert_eq!(before, cg.procs(), "a frozen cgroup forked");
     }
 
@@ -457,7 +417,7 @@ fn missing_cgroup_directory_is_an_error_naming_it() {
         let root = hierarchies
             .root_mount(kind)
             .unwrap_or_else(|| panic!("no {kind} hierarchy mounted"));
-        let dir = root.join(unique("reel-test-missing"));
+        let dir = root.join(unique_name("reel-test-missing"));
         let freezer = Freezer::new(kind, &dir);
         for err in [
             freezer.freeze().map(drop).unwrap_err(),
@@ -488,7 +448,7 @@ fn missing_cgroup_directory_is_an_error_naming_it() {
     let dir = hierarchies
         .root_mount(CgroupKind::V1)
         .unwrap()
-        .join(unique("reel-test-missing"));
+        .join(unique_name("reel-test-missing"));
     let err = Freezer::from_impl(V1Freezer::new(&dir).with_max_attempts(1))
         .freeze()
         .unwrap_err();
@@ -592,31 +552,6 @@ fn v1_bounded_retry_outcomes() {
 // ---------------------------------------------------------------------------------------------
 // Helper-process tests (examples/freeze_hold.rs)
 
-/// Build (if needed) and locate an example of reel-core next to this test's profile dir.
-fn example(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-        "debug" => "dev".to_string(),
-        other => other.to_string(),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "reel-core", "--example", name])
-        .args(["--profile", &profile, "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status()
-        .expect("run cargo to build the helper example");
-    assert!(status.success(), "cargo build --example {name} failed");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
-}
-
 /// A running `freeze_hold`; killed and reaped on drop.
 struct Helper {
     child: Child,
@@ -631,7 +566,7 @@ struct Ready {
 
 impl Helper {
     fn spawn(kind: CgroupKind, dir: &Path, watchdog: bool) -> Self {
-        let mut cmd = Command::new(example("freeze_hold"));
+        let mut cmd = Command::new(bins::core_example("freeze_hold"));
         cmd.arg(kind.to_string()).arg(dir);
         if !watchdog {
             cmd.arg("--no-watchdog");

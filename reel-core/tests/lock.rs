@@ -3,42 +3,18 @@
 //! `cargo test -p reel-core --test lock -- --test-threads=1`
 //!
 //! Most tests use a temporary lock directory; one uses the default `/run/reel/locks` and
-//! needs root. The cross-process tests use `reel-core/examples/lock_hold.rs`, built on demand.
+//! needs root. The cross-process tests use `reel-core/examples/lock_hold.rs`, built before the
+//! tests (`scripts/test.sh`, or `cargo build -p reel-core --example lock_hold`).
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reel_core::lock::{LockError, Locker, DEFAULT_LOCK_DIR};
-
-/// Build (if needed) and locate an example of reel-core next to this test's profile dir.
-fn example(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-        "debug" => "dev".to_string(),
-        other => other.to_string(),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "reel-core", "--example", name])
-        .args(["--profile", &profile, "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status()
-        .expect("run cargo to build the helper example");
-    assert!(status.success(), "cargo build --example {name} failed");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
-}
+use reel_testkit::{bins, require_root};
 
 /// `lock_hold` holding a lock; killed and reaped on drop.
 struct Holder {
@@ -48,7 +24,7 @@ struct Holder {
 
 impl Holder {
     fn start(dir: &Path, id: &str) -> Self {
-        let mut child = Command::new(example("lock_hold"))
+        let mut child = Command::new(bins::core_example("lock_hold"))
             .arg(dir)
             .arg(id)
             .stdin(Stdio::piped())
@@ -225,9 +201,7 @@ fn lock_directory_is_created_0700() {
 
 #[test]
 fn default_directory_as_root() {
-    // SAFETY: trivial syscall.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test needs root to use {DEFAULT_LOCK_DIR}");
+    require_root();
     // Remove the directories afterwards if this test made them (and they are empty).
     let created: Vec<&Path> = [
         Path::new(DEFAULT_LOCK_DIR),

@@ -20,14 +20,7 @@ use reel_core::store::{
     available_bytes, base_id, ensure_room, parse_age, Selector, SelectorSpec, Store, StoreError,
     StoredArchive, DEFAULT_ROOT,
 };
-use sha2::{Digest, Sha256};
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (permissions, read-only mounts); run it as root"
-    );
-}
+use reel_testkit::{require_root, sha256_hex};
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).expect("stat").permissions().mode() & 0o7777
@@ -222,7 +215,7 @@ fn commit_is_atomic_and_writes_the_sidecar() {
     assert_eq!(mode(&stored.path), 0o600);
     assert_eq!(mode(&stored.sidecar), 0o600);
     let bytes = fs::read(&stored.path).expect("read");
-    let digest = hex::encode(Sha256::digest(&bytes));
+    let digest = sha256_hex(&bytes);
     assert_eq!(
         stored.sha256, digest,
         "hashed while writing = hash of the file"

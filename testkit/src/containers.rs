@@ -1,241 +1,35 @@
-//! Fixtures for tests that run real containers: the test programs, a busybox rootfs, OCI
-//! bundles, containers run by runc, crun or containerd, and a guard that always removes them.
-//!
-//! Include it with `mod common;` from `tests/*.rs` of the root package, or with
-//! `#[path = "../../tests/common/mod.rs"] mod common;` from another package's tests. It only
-//! needs `serde_json`, `tempfile` and `libc`.
+//! Containers for the tests: the busybox rootfs, OCI bundles, containers run by runc, crun or
+//! containerd (and the test image in Podman), and a guard that always removes them.
 //!
 //! ```ignore
-//! common::require_root();
-//! let bundle = common::BundleBuilder::new("mytest").args(&["/bin/counter"]).build();
-//! let c = common::run_oci(common::Oci::Runc, None, bundle);
+//! let bundle = BundleBuilder::new("mytest").args(&["/bin/counter"]).build();
+//! let c = run_oci(Oci::Runc, None, bundle);
 //! c.wait_counter_advances("/tmp/counter", std::time::Duration::from_secs(10));
 //! // `c` is deleted when it goes out of scope, also when the test panics.
 //! ```
-//!
-//! Every name is unique per process and call ([`unique_name`]), so tests can run in parallel.
-//! Nothing here skips a test: when something is missing (root, a runtime, containerd), the
-//! helpers panic with what to do.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::programs::{program, programs, programs_dir};
+use crate::{
+    copy_tree, hash_files, publish, repo_root, require_root, run, run_quiet, test_dir, unique_name,
+    wait_for,
+};
+
 /// The containerd namespace CRI uses, and so the tests.
 pub const K8S_NS: &str = "k8s.io";
 
 // ---------------------------------------------------------------------------------------------
-// Basics
+// The rootfs
 // ---------------------------------------------------------------------------------------------
-
-/// Panics unless the test runs as root. Container tests never skip: they fail loudly.
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test runs real containers and needs root (euid is {euid}); run it as root, \
-         e.g. `sudo -E cargo test`"
-    );
-}
-
-/// The workspace root (the directory holding `tests/programs/counter.c`).
-pub fn repo_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        manifest
-            .ancestors()
-            .find(|p| p.join("tests/programs/counter.c").is_file())
-            .unwrap_or_else(|| panic!("no tests/programs/counter.c above {}", manifest.display()))
-            .to_path_buf()
-    })
-}
-
-/// A name unique to this process and call: `<prefix>-<pid>-<n>`, lowercase, at most 60
-/// characters (valid as a container id for every runtime and as a pod name).
-pub fn unique_name(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let clean: String = prefix
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    format!("{clean}-{}-{n}", std::process::id())
-}
-
-/// Where fixtures cache what they build (programs, the rootfs template) and put bundles:
-/// `$REEL_TEST_DIR`, default `/tmp/reel-tests`.
-pub fn test_dir() -> PathBuf {
-    let dir = std::env::var_os("REEL_TEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/reel-tests"));
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    dir
-}
-
-/// Runs a command, panicking with its output when it fails.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a command and returns its output whatever the exit status (for clean-up).
-fn run_quiet(cmd: &mut Command) -> Option<Output> {
-    cmd.stdin(Stdio::null()).output().ok()
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// FNV-1a: a stable hash for cache keys (std's hasher is not guaranteed stable).
-fn fnv1a(data: &[u8], mut h: u64) -> u64 {
-    for b in data {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-
-fn hash_files(files: &[PathBuf]) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325;
-    for f in files {
-        let data = fs::read(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
-        h = fnv1a(f.to_string_lossy().as_bytes(), h);
-        h = fnv1a(&data, h);
-    }
-    format!("{h:016x}")
-}
-
-/// Renames `tmp` to `dst` unless another process got there first (then drops `tmp`).
-fn publish(tmp: &Path, dst: &Path) {
-    if fs::rename(tmp, dst).is_err() {
-        assert!(
-            dst.exists(),
-            "cannot move {} to {}",
-            tmp.display(),
-            dst.display()
-        );
-        let _ = fs::remove_dir_all(tmp);
-        let _ = fs::remove_file(tmp);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Test programs and the rootfs
-// ---------------------------------------------------------------------------------------------
-
-/// The test programs every fixture needs; the other `tests/programs/*.c` are built too, but a
-/// failure to compile one of those only warns.
-pub const PROGRAMS: &[&str] = &["counter", "services"];
-
-/// Every `tests/programs/*.c`, sorted: (name, source).
-pub fn program_sources() -> Vec<(String, PathBuf)> {
-    let dir = repo_root().join("tests/programs");
-    let mut out: Vec<(String, PathBuf)> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            let name = p.file_name()?.to_str()?.strip_suffix(".c")?.to_string();
-            Some((name, p))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// The directory holding the test programs (every `tests/programs/*.c`), built statically
-/// (`cc -O2 -pthread -static`) once per source version: `<test_dir>/programs-<hash>/<name>`.
-pub fn programs_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let sources = program_sources();
-        let files: Vec<PathBuf> = sources.iter().map(|(_, p)| p.clone()).collect();
-        let dir = test_dir().join(format!("programs-{}", hash_files(&files)));
-        if dir.join(".complete").is_file() {
-            return dir;
-        }
-        let tmp = test_dir().join(format!("programs-tmp-{}", unique_name("build")));
-        fs::create_dir_all(&tmp).unwrap();
-        for (name, src) in &sources {
-            let mut cmd = Command::new("cc");
-            cmd.args(["-O2", "-Wall", "-pthread", "-static", "-o"])
-                .arg(tmp.join(name))
-                .arg(src);
-            if PROGRAMS.contains(&name.as_str()) {
-                run(&mut cmd);
-            } else if let Some(out) = run_quiet(&mut cmd).filter(|o| !o.status.success()) {
-                eprintln!(
-                    "warning: test program {} does not compile, left out: {}",
-                    src.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-        fs::write(tmp.join(".complete"), b"").unwrap();
-        publish(&tmp, &dir);
-        dir
-    })
-}
-
-/// The built test programs (names).
-pub fn programs() -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(programs_dir())
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    out.sort();
-    out
-}
-
-/// The path of one test program on the host (see [`programs_dir`]).
-pub fn program(name: &str) -> PathBuf {
-    let p = programs_dir().join(name);
-    assert!(
-        p.is_file(),
-        "no test program {name} in {}",
-        programs_dir().display()
-    );
-    p
-}
 
 /// A read-only template rootfs: `tests/fixtures/rootfs.sh` plus the test programs in `/bin`
 /// (`/bin/counter`, `/bin/services`, ...).
@@ -259,14 +53,6 @@ pub fn rootfs_template() -> &'static Path {
         publish(&tmp, &dir);
         dir
     })
-}
-
-/// Copies a directory tree with `cp -a` (keeps symlinks, modes, owners).
-pub fn copy_tree(src: &Path, dst: &Path) {
-    if let Some(parent) = dst.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    run(Command::new("cp").arg("-a").arg(src).arg(dst));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,10 +98,13 @@ pub fn ensure_crun_cgroups() {
 }
 
 /// Starts containerd (`scripts/containerd.sh start`) unless it answers, and imports the test
-/// image (busybox + the test programs) into namespace `k8s.io`. Returns the image name.
+/// image (busybox + the test programs) into namespace `k8s.io` (`scripts/containerd.sh
+/// import-image`, which verifies it: complete, unpacked, a container can be created from it).
+/// Returns the image name.
 pub fn ensure_containerd() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
+        require_root();
         let script = repo_root().join("scripts/containerd.sh");
         run(Command::new(&script).arg("start"));
         let out = run(Command::new(&script)
@@ -327,6 +116,53 @@ pub fn ensure_containerd() -> &'static str {
             "scripts/containerd.sh import-image printed no image name"
         );
         name
+    })
+}
+
+/// The test image in Podman's store, `localhost/reel-test:<hash of the rootfs template>`: the
+/// rootfs template imported once per content (`podman import`). Returns its name.
+pub fn podman_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        require_root();
+        let template = rootfs_template();
+        let tag = format!(
+            "localhost/reel-test:{}",
+            template
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("rootfs-")
+        );
+        let exists = || {
+            Command::new("podman")
+                .args(["image", "exists", &tag])
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run podman ({e}): scripts/setup.sh installs it"))
+                .success()
+        };
+        if exists() {
+            return tag;
+        }
+        let tar = test_dir().join(format!("{}.tar", unique_name("podman-image")));
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(template)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."));
+        let out = run_quiet(Command::new("podman").arg("import").arg(&tar).arg(&tag));
+        let _ = fs::remove_file(&tar);
+        // A parallel import of the same tag may win the race: fine if the image exists now.
+        assert!(
+            exists(),
+            "podman import of {} as {tag} failed: {}",
+            template.display(),
+            out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default()
+        );
+        tag
     })
 }
 
@@ -605,6 +441,24 @@ impl Bundle {
         } else {
             self.path().join(p)
         }
+    }
+
+    /// Makes the container join the network namespace at `path`, as a pod's containers join
+    /// their sandbox's: `config.json` is rewritten with that path for its network namespace.
+    pub fn join_netns(&mut self, path: &Path) {
+        for n in self.spec["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("linux.namespaces")
+        {
+            if n["type"] == "network" {
+                n["path"] = Value::from(path.to_string_lossy().into_owned());
+            }
+        }
+        fs::write(
+            self.config_path(),
+            serde_json::to_vec_pretty(&self.spec).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Keeps the directory on disk after the test (for debugging); returns its path.

@@ -1,164 +1,47 @@
-//! Helpers of `tests/checkpoint_restore.rs`: the `reel` binary and a private store to run it
-//! with, reading a checkpoint archive back, and restoring a checkpoint's images with
-//! `runc restore` into a new container that is always removed.
-//!
-//! Include it with `#[path = "common/restore.rs"] mod restore;` next to `mod common;` (it uses
-//! `crate::common`). Needs the dev-dependencies `serde_json`, `tempfile`, `sha2`, `hex`, `tar`
-//! and `criu-sys`.
-#![allow(dead_code)]
+//! Checkpoints read back and brought back to life: a private store to run reel with (the JSON
+//! answer of `create checkpoint`), a checkpoint archive read back in full, and restoring a
+//! checkpoint's images with `runc restore` into a new container that is always removed.
 
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::common;
+use crate::bins::reel_bin;
+use crate::reel::TestStore;
+use crate::{copy_tree, sha256_hex, test_dir, wait_for};
 
 // ---------------------------------------------------------------------------------------------
-// The reel binary
+// A store to run reel with
 // ---------------------------------------------------------------------------------------------
 
-/// The `reel` binary the tests run.
-///
-/// `$REEL_BIN` when set (it must exist). Otherwise `reel` next to this test's target profile
-/// directory (`<target>/<profile>/reel`, where `cargo build --workspace` puts it), first
-/// brought up to date with `cargo build -p reel-cli` run by the cargo that runs this test
-/// (`$CARGO`), with the same target dir and profile: a no-op when `scripts/test.sh` has built
-/// the workspace, and what makes a bare `cargo test --test checkpoint_restore` test the current
-/// sources. Panics, saying what to do, when no binary can be found or built.
-pub fn reel_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("REEL_BIN") {
-            let p = PathBuf::from(p);
-            assert!(
-                p.is_file(),
-                "REEL_BIN={} is not a file; unset it or build reel (cargo build -p reel-cli)",
-                p.display()
-            );
-            return p;
-        }
-        let exe = std::env::current_exe().expect("the test executable's path");
-        // <target>/[<triple>/]<profile>/deps/<test>-<hash>
-        let profile_dir = exe
-            .parent()
-            .filter(|d| d.file_name().is_some_and(|n| n == "deps"))
-            .and_then(Path::parent)
-            .unwrap_or_else(|| {
-                panic!(
-                    "cannot find the target profile directory above {}; set REEL_BIN to the \
-                     reel binary",
-                    exe.display()
-                )
-            })
-            .to_path_buf();
-        let bin = profile_dir.join("reel");
-        build_reel(&profile_dir);
-        assert!(
-            bin.is_file(),
-            "no reel binary at {}: build it with `cargo build -p reel-cli` (same \
-             CARGO_TARGET_DIR and profile as the tests) or set REEL_BIN",
-            bin.display()
-        );
-        bin
-    })
-}
-
-/// `cargo build -p reel-cli --bin reel` into the target dir and profile of `profile_dir`.
-fn build_reel(profile_dir: &Path) {
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("debug")
-        .to_string();
-    let parent = profile_dir.parent().expect("the profile dir has a parent");
-    // Cargo marks its target dir with CACHEDIR.TAG; one level more means `--target <triple>`.
-    let (target_dir, triple) = if parent.join("CACHEDIR.TAG").is_file() {
-        (parent.to_path_buf(), None)
-    } else {
-        let up = parent.parent().expect("the target dir");
-        (
-            up.to_path_buf(),
-            parent.file_name().map(|t| t.to_string_lossy().into_owned()),
-        )
-    };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "-p", "reel-cli", "--bin", "reel", "--target-dir"])
-        .arg(&target_dir)
-        .current_dir(common::repo_root())
-        .stdin(Stdio::null());
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    if let Some(t) = &triple {
-        cmd.args(["--target", t]);
-    }
-    let started = Instant::now();
-    let out = cmd.output();
-    match out {
-        Ok(o) if o.status.success() => {
-            eprintln!(
-                "reel binary up to date ({:?}: {:.1}s)",
-                cmd,
-                started.elapsed().as_secs_f64()
-            );
-        }
-        Ok(o) => panic!(
-            "building reel failed ({:?}, {}):\n{}",
-            cmd,
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => {
-            // No cargo here (e.g. test binaries copied elsewhere): use what was built.
-            eprintln!(
-                "warning: cannot run {} to build reel ({e}); using the reel binary as built",
-                Path::new(&cargo).display()
-            );
-        }
-    }
-}
-
-/// A private checkpoint store (`<dir>/store`, created by reel itself) and a way to run reel
-/// against it.
+/// A private checkpoint store (a [`TestStore`]) and a way to run reel against it that returns
+/// reel's raw output, for tests that check reel's JSON answers byte for byte.
 #[derive(Debug)]
 pub struct Reel {
+    /// The store directory given to `--root` (reel creates it).
     pub store: PathBuf,
-    base: tempfile::TempDir,
+    base: TestStore,
 }
 
 impl Reel {
     pub fn new(prefix: &str) -> Reel {
-        // Found (and built) now, not in the middle of a timed step.
+        // Found now, not in the middle of a timed step.
         reel_bin();
-        let parent = common::test_dir().join("stores");
-        fs::create_dir_all(&parent).unwrap();
-        let base = tempfile::Builder::new()
-            .prefix(&format!("{}.", common::unique_name(prefix)))
-            .tempdir_in(&parent)
-            .unwrap();
+        let base = TestStore::named(prefix);
         Reel {
-            store: base.path().join("store"),
+            store: base.root(),
             base,
         }
     }
 
     /// A scratch directory next to the store, removed with it.
     pub fn scratch(&self, name: &str) -> PathBuf {
-        let p = self.base.path().join(name);
+        let p = self.base.base().join(name);
         fs::DirBuilder::new()
             .mode(0o700)
             .recursive(true)
@@ -167,10 +50,9 @@ impl Reel {
         p
     }
 
-    /// Runs `reel --root <store> ARGS`, whatever its exit status.
+    /// Runs `reel --root <store> ARGS` (see [`TestStore::cmd`]), whatever its exit status.
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(reel_bin());
-        cmd.arg("--root").arg(&self.store).args(args);
+        let mut cmd = self.base.cmd(args);
         cmd.stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
@@ -212,17 +94,9 @@ impl Reel {
         v
     }
 
-    /// The names in the store directory (empty when reel never created it).
+    /// The names in the store directory, sorted (empty when reel never created it).
     pub fn store_entries(&self) -> Vec<String> {
-        let Ok(rd) = fs::read_dir(&self.store) else {
-            return Vec::new();
-        };
-        let mut v: Vec<String> = rd
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
+        self.base.snapshot().into_keys().collect()
     }
 }
 
@@ -233,7 +107,7 @@ impl Reel {
 /// Process args running `args` (words without spaces or shell characters) with stdin, stdout
 /// and stderr on the container's own `/dev/null`.
 ///
-/// [`common::run_oci`] starts runc/crun containers with their stdio on files of the host.
+/// [`crate::containers::run_oci`] starts runc/crun containers with their stdio on files of the host.
 /// CRIU cannot dump an fd on a file outside the container's mounts ("Can't lookup mount=N for
 /// fd=1 path=<host log>"), and `runc checkpoint` fails on such a container exactly the same
 /// way, so checkpointed runc/crun test containers redirect their stdio first (containerd gives
@@ -259,7 +133,7 @@ pub fn read_counter(path: &Path) -> Option<u64> {
 
 /// Waits until the counter in `path` passes `above`; returns the value seen.
 pub fn wait_counter_above(path: &Path, above: u64, timeout: Duration) -> u64 {
-    common::wait_for(
+    wait_for(
         timeout,
         &format!("the counter in {} to pass {above}", path.display()),
         || read_counter(path).filter(|v| *v > above),
@@ -288,10 +162,6 @@ impl Member {
     pub fn sha256(&self) -> String {
         sha256_hex(&self.data)
     }
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// A checkpoint archive read back in full, in archive order.
@@ -402,40 +272,6 @@ impl Archive {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// CRIU images
-// ---------------------------------------------------------------------------------------------
-
-/// The regular files the dumped tasks had open or mapped, as `files.img` records them:
-/// (path inside the container without the leading `/`, size CRIU will insist on at restore).
-pub fn regular_files(images: &Path) -> Vec<(String, Option<u64>)> {
-    use criu_sys::proto::FileEntry;
-    use reel_core::criu::image::{ImageKind, ImageReader};
-
-    let mut image = ImageReader::open(&images.join("files.img")).expect("files.img");
-    assert_eq!(image.kind(), ImageKind::Files);
-    let entries: Vec<FileEntry> = image.read_entries().expect("files.img's entries");
-    let mut out = Vec::new();
-    for e in entries {
-        if let Some(r) = e.reg.as_ref() {
-            let size = r.size;
-            out.push((r.name.trim_start_matches('/').to_string(), size));
-        }
-    }
-    out
-}
-
-/// The size CRIU recorded for the open file `path` (inside the container).
-pub fn dumped_size(images: &Path, path: &str) -> u64 {
-    let want = path.trim_start_matches('/');
-    let files = regular_files(images);
-    files
-        .iter()
-        .find(|(n, _)| n == want)
-        .and_then(|(_, s)| *s)
-        .unwrap_or_else(|| panic!("files.img records no size for {path}: {files:?}"))
-}
-
 /// Writes a counter file of exactly `size` bytes holding 0 (`00…0\n`): CRIU restores an open
 /// file only when its size is the one at dump time, and a restored counter overwrites the
 /// zeros with its own value, which proves it was the restored process that wrote it.
@@ -454,7 +290,7 @@ pub fn write_zero_counter(path: &Path, size: u64) {
 /// rootfs) for container `id`, under the test dir; `linux.cgroupsPath` becomes
 /// `/reel-test/<id>`. Returns the owning temp dir and the bundle path.
 pub fn copy_bundle(src: &Path, id: &str) -> (tempfile::TempDir, PathBuf) {
-    let base = common::test_dir().join("bundles");
+    let base = test_dir().join("bundles");
     fs::create_dir_all(&base).unwrap();
     let dir = tempfile::Builder::new()
         .prefix(&format!("{id}."))
@@ -462,7 +298,7 @@ pub fn copy_bundle(src: &Path, id: &str) -> (tempfile::TempDir, PathBuf) {
         .unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let bundle = dir.path().join("bundle");
-    common::copy_tree(src, &bundle);
+    copy_tree(src, &bundle);
     let config = bundle.join("config.json");
     let mut spec: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
     spec["linux"]["cgroupsPath"] = Value::from(format!("/reel-test/{id}"));
@@ -574,7 +410,7 @@ pub fn runc_restore_with(
 ) -> Restored {
     let work_dir = tempfile::Builder::new()
         .prefix(&format!("{id}.work."))
-        .tempdir_in(common::test_dir())
+        .tempdir_in(test_dir())
         .unwrap();
     let work = work_dir.path().to_path_buf();
     let restored = Restored {
@@ -607,7 +443,7 @@ pub fn runc_restore_with(
         images.display(),
         restored.diagnostics()
     );
-    common::wait_for(
+    wait_for(
         Duration::from_secs(20),
         &format!("restored container {id} to run"),
         || runc_state(id).filter(|s| s.0 == "running"),
