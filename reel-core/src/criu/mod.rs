@@ -48,9 +48,9 @@ use session::{LogFile, Session};
 /// `.proto` files), under the names the driver uses.
 pub(crate) mod pb {
     pub use criu_sys::proto::rpc::{
-        Criu_cg_mode as CgMode, Criu_features as Features, Criu_network_lock_method as NetLock,
-        Criu_opts as Opts, Criu_page_server_info as PsInfo, Criu_req as Req,
-        Criu_req_type as ReqType, Criu_resp as Resp, Ext_mount_map as ExtMnt,
+        Cgroup_root as CgRoot, Criu_cg_mode as CgMode, Criu_features as Features,
+        Criu_network_lock_method as NetLock, Criu_opts as Opts, Criu_page_server_info as PsInfo,
+        Criu_req as Req, Criu_req_type as ReqType, Criu_resp as Resp, Ext_mount_map as ExtMnt,
         Inherit_fd as InheritFd,
     };
     pub use criu_sys::proto::stats::Stats_entry as StatsEntry;
