@@ -149,7 +149,7 @@ fn extract_from<R: Read>(
             manifest = Some(parse_manifest(&mut entry, archive)?);
             continue;
         }
-        if !wanted(&name) {
+        if !wanted(&name) || (name == CHECKPOINT_DIR && entry.header().entry_type().is_dir()) {
             continue;
         }
         if !entry.header().entry_type().is_file() {

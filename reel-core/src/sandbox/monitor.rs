@@ -272,6 +272,8 @@ impl Monitor {
         self.owner_here()?;
 
         // Its own mounts, in the monitor's own mount namespace.
+        let host_mnt = File::open("/proc/self/ns/mnt")
+            .map_err(|e| SandboxError::io("opening", Path::new("/proc/self/ns/mnt"), e))?;
         rootfs::private_mount_ns()?;
         let upper = data.join("upper");
         rootfs::build_upper(
@@ -405,7 +407,7 @@ impl Monitor {
                 let Some(pid) = n.pid() else {
                     return Err("setup-namespaces without a pid".into());
                 };
-                let r = network::attach(&netns, pid)
+                let r = network::attach(&netns, pid, Some(&host_mnt))
                     .and_then(|()| network::configure(&netns, mode, &addresses));
                 let failed = r.as_ref().err().map(|e| e.to_string());
                 net_done = Some(r);

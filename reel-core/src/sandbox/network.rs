@@ -31,8 +31,29 @@ pub fn netns_path(name: &str) -> PathBuf {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
+    ip_in(None, args)
+}
+
+/// `ip ARGS`, in the mount namespace `mnt_ns` when given (names under `/run/netns` are bind
+/// mounts, so they must be made where the host sees them).
+fn ip_in(mnt_ns: Option<&File>, args: &[&str]) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
     let bin = crate::host::which("ip").ok_or("iproute2's `ip` is not installed")?;
-    let out = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    if let Some(ns) = mnt_ns {
+        let fd = ns.as_raw_fd();
+        // SAFETY: setns is async-signal-safe; the forked child is single-threaded.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNS) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -53,9 +74,10 @@ pub fn create(name: &str) -> Result<(), SandboxError> {
     ip(&["netns", "add", name]).map_err(|e| SandboxError::step("creating the network namespace", e))
 }
 
-/// Names the network namespace of process `pid` `name` (CRIU made it).
-pub fn attach(name: &str, pid: i32) -> Result<(), SandboxError> {
-    ip(&["netns", "attach", name, &pid.to_string()])
+/// Names the network namespace of process `pid` `name` (CRIU made it), in the host's mount
+/// namespace `host_mnt`.
+pub fn attach(name: &str, pid: i32, host_mnt: Option<&File>) -> Result<(), SandboxError> {
+    ip_in(host_mnt, &["netns", "attach", name, &pid.to_string()])
         .map_err(|e| SandboxError::step("naming the restored network namespace", e))
 }
 
