@@ -1,9 +1,10 @@
 //! INTERIM: the little of CRIU's images a sandbox restore must read before CRIU runs (the inet
-//! sockets of `files.img`, runc's `descriptors.json`). A minimal reader of CRIU's image
+//! sockets and regular files of `files.img`, runc's `descriptors.json`). A minimal reader of CRIU's image
 //! framing (magics, then `u32` size + protobuf message per entry), bounded and panic-free.
 //!
 //! To be replaced at merge by the project's one CRIU image reader (`reel_core::criu::image`),
-//! which is being written in parallel: only [`inet_sockets`] and [`descriptors`] are used by
+//! which is being written in parallel: only [`inet_sockets`], [`regular_files`] and
+//! [`descriptors`] are used by
 //! the rest of the sandbox module.
 
 use std::net::IpAddr;
@@ -66,6 +67,22 @@ pub fn inet_sockets(images: &Path) -> Result<Vec<InetSocket>, SandboxError> {
                 local_port: s.src_port(),
                 remote: addr(s.family(), &s.dst_addr),
             });
+        }
+    }
+    Ok(out)
+}
+
+/// The regular files the checkpoint's processes had open, with the size CRIU recorded (its
+/// restore refuses a file whose size differs): (absolute path inside the container, size).
+pub fn regular_files(images: &Path) -> Result<Vec<(String, u64)>, SandboxError> {
+    use criu_sys::proto::fdinfo::File_entry;
+    let path = images.join("files.img");
+    let mut out = Vec::new();
+    for body in entries(&path, FILES_MAGIC)? {
+        let e = File_entry::parse_from_bytes(&body)
+            .map_err(|e| SandboxError::image(&path, format!("bad file entry: {e}")))?;
+        if let Some(r) = e.reg.as_ref().filter(|r| r.has_size()) {
+            out.push((format!("/{}", r.name().trim_start_matches('/')), r.size()));
         }
     }
     Ok(out)

@@ -266,7 +266,7 @@ impl Monitor {
             self.rec.resources.netns = Some(netns.clone());
             self.save()?;
             network::create(&netns)?;
-            self.rec.network = network::configure(&netns, self.req.network, &plan.addresses)?;
+            self.rec.network = network::configure(&netns, self.req.network, &plan.addresses, None)?;
             inherit.push(("extRootNetNS".into(), network::open(&netns)?.into()));
         }
         self.owner_here()?;
@@ -285,7 +285,10 @@ impl Monitor {
         rootfs::mount_overlay(&plan.lowers, &upper, &data.join("work"), &merged)?;
         self.rec.upper_dir = Some(upper);
         let mapped = rootfs::map_mounts(&plan, &merged, &data, &dirs)?;
+        let files = super::images_interim::regular_files(&images)?;
+        let resized = rootfs::fit_open_files(&files, &merged, &mapped.records)?;
         self.rec.mounts = mapped.records;
+        self.rec.warnings.extend(resized);
         self.rec
             .warnings
             .push(format!("rootfs base: {}", plan.base_from));
@@ -408,7 +411,7 @@ impl Monitor {
                     return Err("setup-namespaces without a pid".into());
                 };
                 let r = network::attach(&netns, pid, Some(&host_mnt))
-                    .and_then(|()| network::configure(&netns, mode, &addresses));
+                    .and_then(|()| network::configure(&netns, mode, &addresses, Some(&host_mnt)));
                 let failed = r.as_ref().err().map(|e| e.to_string());
                 net_done = Some(r);
                 if let Some(e) = failed {

@@ -88,17 +88,18 @@ pub fn open(name: &str) -> Result<File, SandboxError> {
 }
 
 /// Sets the namespace up: `lo`, and in isolated mode the device with `addresses` and the
-/// default routes.
+/// default routes (`ip` runs in the mount namespace `host_mnt` when given, where the name is).
 pub fn configure(
     name: &str,
     mode: NetworkMode,
     addresses: &[IpAddr],
+    host_mnt: Option<&File>,
 ) -> Result<NetworkRecord, SandboxError> {
     let step = |e| SandboxError::step("setting up the sandbox's network", e);
     let n = |args: &[&str]| {
         let mut all = vec!["-n", name];
         all.extend_from_slice(args);
-        ip(&all)
+        ip_in(host_mnt, &all)
     };
     n(&["link", "set", "lo", "up"]).map_err(step)?;
     if mode == NetworkMode::None {

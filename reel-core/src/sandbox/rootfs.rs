@@ -351,6 +351,48 @@ pub fn map_mounts(
     Ok(m)
 }
 
+/// Gives every regular file the checkpoint's processes had open the size CRIU recorded, where
+/// it differs now: the base (a plain directory rootfs, a volume's source) may have changed
+/// since the checkpoint, and CRIU refuses such a file. Only the sandbox's copies change (the
+/// overlay copies the file up). Returns what was resized.
+pub fn fit_open_files(
+    files: &[(String, u64)],
+    merged: &Path,
+    mounts: &[MountRecord],
+) -> Result<Vec<String>, SandboxError> {
+    let mut changed = Vec::new();
+    for (path, size) in files {
+        // In the stand-in of the mount that holds it, else in the rootfs.
+        let host = mounts
+            .iter()
+            .filter(|m| m.source.is_dir())
+            .filter_map(|m| {
+                let rel =
+                    path.strip_prefix(&format!("{}/", m.destination.trim_end_matches('/')))?;
+                Some((m.destination.len(), m.source.join(rel)))
+            })
+            .max_by_key(|(l, _)| *l)
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| merged.join(resolve_in_root(merged, path).trim_start_matches('/')));
+        let Ok(md) = fs::symlink_metadata(&host) else {
+            continue; // a deleted file (CRIU restores it from its ghost image)
+        };
+        if !md.is_file() || md.len() == *size {
+            continue;
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&host)
+            .and_then(|f| f.set_len(*size))
+            .map_err(|e| SandboxError::io("resizing", &host, e))?;
+        changed.push(format!(
+            "{path} had changed since the checkpoint ({} bytes now, {size} then): the sandbox's copy was cut to its checkpointed size",
+            md.len()
+        ));
+    }
+    Ok(changed)
+}
+
 /// Makes sure `key` (inside `root`) exists, as a directory or a file, resolving symlinks
 /// inside `root`.
 fn mountpoint(root: &Path, key: &str, is_dir: bool) -> Result<(), SandboxError> {
