@@ -1,0 +1,245 @@
+//! `cargo bench --bench sandbox_restore`: time to a running sandbox (`reel restore
+//! checkpoint`) against `runc restore` of the same workload's images and `podman container
+//! restore --import` of the same workload's Podman export, in one run on this machine (not
+//! part of the test suite; needs root, runc and podman).
+//!
+//! For each N in `REEL_BENCH_GIB` (default `1`) a runc container and a Podman (runc) container
+//! run `tests/programs/memhog.c` holding N GiB. The runc one is checkpointed by reel (into a
+//! store, kept running), then by `runc checkpoint` (which stops it: its images are restored by
+//! runc every round); the Podman one by `podman container checkpoint --export`. Then
+//! `REEL_BENCH_ROUNDS` (default 3) rounds, each tool after `sync` and a few seconds of quiet
+//! (`REEL_BENCH_SETTLE_S`, default 3), measure the wall time from the command's start to its
+//! return with the processes running; each restored copy is removed before the next run.
+//!
+//! reel does more than runc: it verifies and copies the images out of the archive (the
+//! evidence is never used in place), builds the overlay rootfs, the network namespace and the
+//! cgroup, and starts its monitor. Medians, and the ratios reel/runc (goal <= 1) and
+//! reel/podman, go to stdout; the JSON to `<target>/bench-sandbox-restore.json`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/common/reel.rs"]
+mod reel;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BundleBuilder, Oci};
+use serde_json::json;
+
+const IMAGE: &str = "localhost/reel-bench-memhog:latest";
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn quiet(cmd: &str) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn settle() {
+    let secs: f64 = std::env::var("REEL_BENCH_SETTLE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    sh("sync");
+    std::thread::sleep(Duration::from_secs_f64(secs));
+}
+
+fn memhog_cmd(mib: u64) -> String {
+    format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null")
+}
+
+fn ensure_podman_image() {
+    let exists = Command::new("podman")
+        .args(["image", "exists", IMAGE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        sh(&format!(
+            "tar -C {} -cf - . | podman import - {IMAGE} >/dev/null",
+            common::rootfs_template().display()
+        ));
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn timed(f: impl FnOnce()) -> f64 {
+    settle();
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    common::require_root();
+    let gibs: Vec<f64> = std::env::var("REEL_BENCH_GIB")
+        .unwrap_or_else(|_| "1".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("REEL_BENCH_GIB: numbers"))
+        .collect();
+    let rounds: usize = std::env::var("REEL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let bin = reel::reel_bin().to_path_buf();
+    let store = reel::TestStore::new();
+    let scratch = tempfile::Builder::new()
+        .prefix("reel-bench-sb.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    ensure_podman_image();
+    let mut results = Vec::new();
+    for &gib in &gibs {
+        let mib = (gib * 1024.0).round() as u64;
+        eprintln!("== N = {gib} GiB: starting the workloads ...");
+        let ns = common::unique_name("bench-ns");
+        let pod = common::unique_name("bench-sb");
+        let bundle = BundleBuilder::new(&pod)
+            .containerd_pod(&ns, &pod, "app")
+            .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
+            .build();
+        let bundle_dir = bundle.path().to_path_buf();
+        let mut c = common::run_oci(Oci::Runc, None, bundle);
+        let podman = common::unique_name("bench-sb-podman");
+        sh(&format!(
+            "podman run -d --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
+             --name {podman} {IMAGE} /bin/sh -c '{}' >/dev/null",
+            memhog_cmd(mib)
+        ));
+        let ppid: i32 = sh(&format!("podman inspect -f '{{{{.State.Pid}}}}' {podman}"))
+            .trim()
+            .parse()
+            .unwrap();
+        common::wait_for(
+            Duration::from_secs(300),
+            "the workloads to fill memory",
+            || {
+                (c.read_file("/tmp/memhog.ready").is_some()
+                    && Path::new(&format!("/proc/{ppid}/root/tmp/memhog.ready")).exists())
+                .then_some(())
+            },
+        );
+
+        // The checkpoints each tool restores.
+        let out = store.run(&["create", "checkpoint", &pod, "-n", &ns, "-o", "json"]);
+        out.ok();
+        let archive = PathBuf::from(out.json()["path"].as_str().unwrap());
+        let images = scratch.path().join("runc-images");
+        fs::create_dir_all(&images).unwrap();
+        sh(&format!(
+            "runc checkpoint --image-path {} {}",
+            images.display(),
+            c.id
+        ));
+        c.delete();
+        let export = scratch.path().join("podman.tar.zst");
+        sh(&format!(
+            "podman container checkpoint --export {} {podman}",
+            export.display()
+        ));
+        quiet(&format!("podman rm -f -t 0 {podman}"));
+        let config = bundle_dir.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+        spec["root"]["path"] = bundle_dir
+            .join("rootfs")
+            .to_string_lossy()
+            .into_owned()
+            .into();
+
+        let (mut t_reel, mut t_runc, mut t_podman) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            // reel: a sealed sandbox from the stored archive.
+            let name = common::unique_name("bench");
+            t_reel.push(timed(|| {
+                let out = reel::run_bounded(
+                    &mut reel::reel_cmd(
+                        &store.root(),
+                        &[
+                            "restore",
+                            "checkpoint",
+                            archive.to_str().unwrap(),
+                            "--name",
+                            &name,
+                            "-q",
+                        ],
+                    ),
+                    reel::REEL_TIMEOUT,
+                );
+                out.ok();
+            }));
+            quiet(&format!("{} delete sandbox {name}", bin.display()));
+
+            // runc restore of runc's own images, into a copy of the bundle's config.
+            let id = common::unique_name("bench-rr");
+            let b = scratch.path().join(format!("bundle-{round}"));
+            fs::create_dir_all(&b).unwrap();
+            spec["linux"]["cgroupsPath"] = format!("/reel-test/{id}").into();
+            fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+            let work = scratch.path().join(format!("work-{round}"));
+            fs::create_dir_all(&work).unwrap();
+            t_runc.push(timed(|| {
+                sh(&format!(
+                    "runc restore -d --image-path {} --work-path {} --bundle {} {id} >/dev/null 2>&1 </dev/null",
+                    images.display(),
+                    work.display(),
+                    b.display()
+                ));
+            }));
+            quiet(&format!("runc delete -f {id}"));
+
+            // podman restore --import of Podman's export.
+            let pname = common::unique_name("bench-pr");
+            t_podman.push(timed(|| {
+                sh(&format!(
+                    "podman container restore --import {} --name {pname} >/dev/null",
+                    export.display()
+                ));
+            }));
+            quiet(&format!("podman rm -f -t 0 {pname}"));
+            eprintln!(
+                "   round {round}: reel {:.2}s, runc {:.2}s, podman {:.2}s",
+                t_reel[round], t_runc[round], t_podman[round]
+            );
+        }
+        let (r, u, p) = (median(t_reel), median(t_runc), median(t_podman));
+        println!(
+            "N = {gib} GiB: time to running: reel restore checkpoint {r:.2}s, runc restore {u:.2}s, podman container restore --import {p:.2}s; ratios reel/runc {:.2} (goal <= 1), reel/podman {:.2}",
+            r / u,
+            r / p
+        );
+        results.push(json!({
+            "gib": gib, "reel_s": r, "runc_s": u, "podman_s": p,
+            "reel_over_runc": r / u, "reel_over_podman": r / p,
+        }));
+        let _ = fs::remove_dir_all(&images);
+        let _ = fs::remove_file(&export);
+    }
+    let out = common::repo_root().join("target/bench-sandbox-restore.json");
+    let _ = fs::write(&out, serde_json::to_vec_pretty(&results).unwrap());
+}
