@@ -21,8 +21,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "kit/mod.rs"]
+mod kit;
 #[path = "../tests/common/reel.rs"]
 mod reel;
+
+use kit::{median, memhog_cmd, settle, sh};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -41,8 +45,6 @@ const TOOLS: [&str; 4] = ["reel-local", "reel-s3", "runc+tar+zstd", "podman"];
 /// dump slower on this VM); these orders give each tool a different predecessor every round.
 const ORDERS: [[usize; 4]; 4] = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]];
 
-const IMAGE: &str = "localhost/reel-bench-memhog:latest";
-
 #[derive(Debug, Clone, Default)]
 struct Sample {
     wall_s: f64,
@@ -60,22 +62,6 @@ fn now_ms() -> f64 {
         .unwrap()
         .as_secs_f64()
         * 1e3
-}
-
-fn sh(cmd: &str) -> std::process::Output {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Bytes of regular files under `dirs` (recursively; allocated size).
@@ -209,46 +195,12 @@ impl Drop for Workload {
     }
 }
 
-fn memhog_cmd(mib: u64) -> String {
-    format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null")
-}
-
-fn ensure_podman_image() {
-    let exists = Command::new("podman")
-        .args(["image", "exists", IMAGE])
-        .status()
-        .is_ok_and(|s| s.success());
-    let stamp = common::test_dir().join("podman-image.rootfs");
-    let rootfs = common::rootfs_template();
-    let current = fs::read_to_string(&stamp).unwrap_or_default() == rootfs.to_string_lossy();
-    if exists && current {
-        return;
-    }
-    sh(&format!(
-        "tar -C {} -cf - . | podman import - {IMAGE} >/dev/null",
-        rootfs.display()
-    ));
-    fs::write(stamp, rootfs.to_string_lossy().as_bytes()).unwrap();
-}
-
 fn start_workload(mib: u64) -> Workload {
     let bundle = BundleBuilder::new("bench")
         .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
         .build();
     let runc = common::run_oci(Oci::Runc, None, bundle);
-    ensure_podman_image();
-    let name = common::unique_name("bench-podman");
-    sh(&format!(
-        "podman run -d --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
-         --name {name} {IMAGE} /bin/sh -c '{}' >/dev/null",
-        memhog_cmd(mib)
-    ));
-    let pid: i32 = String::from_utf8_lossy(
-        &sh(&format!("podman inspect -f '{{{{.State.Pid}}}}' {name}")).stdout,
-    )
-    .trim()
-    .parse()
-    .unwrap();
+    let (name, pid) = kit::run_podman_memhog("bench-podman", mib);
     let w = Workload {
         runc,
         podman: name,
@@ -412,16 +364,6 @@ fn run_podman(env: &Env, w: &Workload) -> Sample {
     }
 }
 
-/// Seconds of quiet before each run (`REEL_BENCH_SETTLE_S`, default 3).
-fn settle() {
-    let secs: f64 = std::env::var("REEL_BENCH_SETTLE_S")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3.0);
-    sh("sync");
-    std::thread::sleep(Duration::from_secs_f64(secs));
-}
-
 fn run_tool(env: &Env, w: &Workload, tool: &str) -> Sample {
     // The previous tool's archive is still being written back: on this VM, a dump that runs
     // into that writeback is up to 3x slower, whichever tool it is. Each run starts on a quiet
@@ -433,19 +375,6 @@ fn run_tool(env: &Env, w: &Workload, tool: &str) -> Sample {
         "runc+tar+zstd" => run_runc(env, w),
         "podman" => run_podman(env, w),
         _ => unreachable!(),
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -482,15 +411,7 @@ fn f(v: &Value) -> String {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     common::require_root();
-    let gibs: Vec<f64> = std::env::var("REEL_BENCH_GIB")
-        .unwrap_or_else(|_| "0.25,1,2".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("REEL_BENCH_GIB: numbers"))
-        .collect();
-    let rounds: usize = std::env::var("REEL_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let (gibs, rounds) = kit::sizes_and_rounds("0.25,1,2");
     eprintln!("building the reel binary (release) ...");
     let _ = reel::reel_bin();
     let scratch = tempfile::Builder::new()

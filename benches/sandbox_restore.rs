@@ -18,75 +18,19 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "kit/mod.rs"]
+mod kit;
 #[path = "../tests/common/reel.rs"]
 mod reel;
 
+use kit::{median, memhog_cmd, quiet, settle, sh};
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{BundleBuilder, Oci};
 use serde_json::json;
-
-const IMAGE: &str = "localhost/reel-bench-memhog:latest";
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn quiet(cmd: &str) {
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn settle() {
-    let secs: f64 = std::env::var("REEL_BENCH_SETTLE_S")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3.0);
-    sh("sync");
-    std::thread::sleep(Duration::from_secs_f64(secs));
-}
-
-fn memhog_cmd(mib: u64) -> String {
-    format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null")
-}
-
-fn ensure_podman_image() {
-    let exists = Command::new("podman")
-        .args(["image", "exists", IMAGE])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !exists {
-        sh(&format!(
-            "tar -C {} -cf - . | podman import - {IMAGE} >/dev/null",
-            common::rootfs_template().display()
-        ));
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn timed(f: impl FnOnce()) -> f64 {
     settle();
@@ -97,22 +41,13 @@ fn timed(f: impl FnOnce()) -> f64 {
 
 fn main() {
     common::require_root();
-    let gibs: Vec<f64> = std::env::var("REEL_BENCH_GIB")
-        .unwrap_or_else(|_| "1".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("REEL_BENCH_GIB: numbers"))
-        .collect();
-    let rounds: usize = std::env::var("REEL_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let (gibs, rounds) = kit::sizes_and_rounds("1");
     let bin = reel::reel_bin().to_path_buf();
     let store = reel::TestStore::new();
     let scratch = tempfile::Builder::new()
         .prefix("reel-bench-sb.")
         .tempdir_in("/var/tmp")
         .unwrap();
-    ensure_podman_image();
     let mut results = Vec::new();
     for &gib in &gibs {
         let mib = (gib * 1024.0).round() as u64;
@@ -125,16 +60,7 @@ fn main() {
             .build();
         let bundle_dir = bundle.path().to_path_buf();
         let mut c = common::run_oci(Oci::Runc, None, bundle);
-        let podman = common::unique_name("bench-sb-podman");
-        sh(&format!(
-            "podman run -d --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
-             --name {podman} {IMAGE} /bin/sh -c '{}' >/dev/null",
-            memhog_cmd(mib)
-        ));
-        let ppid: i32 = sh(&format!("podman inspect -f '{{{{.State.Pid}}}}' {podman}"))
-            .trim()
-            .parse()
-            .unwrap();
+        let (podman, ppid) = kit::run_podman_memhog("bench-sb-podman", mib);
         common::wait_for(
             Duration::from_secs(300),
             "the workloads to fill memory",

@@ -9,8 +9,12 @@
 //! Run them one at a time: `cargo test --test checkpoint_restore -- --test-threads=1`.
 
 mod common;
+#[path = "common/podnet.rs"]
+mod podnet;
 #[path = "common/restore.rs"]
 mod restore;
+
+use podnet::join_netns;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -489,19 +493,6 @@ impl Drop for NetNs {
             .stdin(Stdio::null())
             .output();
     }
-}
-
-/// Makes the bundle's container join the network namespace at `path` (as a pod's containers
-/// join their sandbox's).
-fn join_netns(bundle: &common::Bundle, path: &Path) {
-    let config = bundle.config_path();
-    let mut spec: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
-    for n in spec["linux"]["namespaces"].as_array_mut().unwrap() {
-        if n["type"] == "network" {
-            n["path"] = Value::from(path.to_string_lossy().into_owned());
-        }
-    }
-    fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
 }
 
 #[test]

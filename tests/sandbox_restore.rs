@@ -42,6 +42,14 @@ fn sha256_file(p: &Path) -> String {
 // Fixtures
 // ---------------------------------------------------------------------------------------------
 
+/// A temp dir under the test dir.
+fn scratch(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(common::test_dir())
+        .unwrap()
+}
+
 /// An overlay rootfs (the test image as its lower layer, a private upper dir) as container
 /// runtimes give containers; unmounted when dropped.
 struct OverlayRoot {
@@ -50,10 +58,7 @@ struct OverlayRoot {
 
 impl OverlayRoot {
     fn new() -> OverlayRoot {
-        let dir = tempfile::Builder::new()
-            .prefix("reel-sb-root.")
-            .tempdir_in(common::test_dir())
-            .unwrap();
+        let dir = scratch("reel-sb-root.");
         for d in ["upper", "work", "merged"] {
             fs::create_dir(dir.path().join(d)).unwrap();
         }
@@ -93,10 +98,7 @@ struct HostListener {
 
 impl HostListener {
     fn start() -> HostListener {
-        let dir = tempfile::Builder::new()
-            .prefix("reel-sb-sock.")
-            .tempdir_in(common::test_dir())
-            .unwrap();
+        let dir = scratch("reel-sb-sock.");
         let path = dir.path().join("sock");
         let l = UnixListener::bind(&path).unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -169,16 +171,9 @@ fn restore_ok(reel: &Reel, archive: &Path, name: &str, extra: &[&str]) -> (Value
         name: name.into(),
     };
     let started = Instant::now();
-    let mut args = vec![
-        "restore",
-        "checkpoint",
-        archive.to_str().unwrap(),
-        "--name",
-        name,
-    ];
-    args.extend(extra);
-    args.extend(["-o", "json"]);
-    let out = reel.run(&args);
+    let mut all = extra.to_vec();
+    all.extend(["-o", "json"]);
+    let out = restore_cmd(reel, archive, name, &all);
     assert!(
         out.status.success(),
         "reel restore failed: {}\n{}",
@@ -190,6 +185,32 @@ fn restore_ok(reel: &Reel, archive: &Path, name: &str, extra: &[&str]) -> (Value
         started.elapsed().as_secs_f64()
     );
     (serde_json::from_slice(&out.stdout).unwrap(), guard)
+}
+
+/// `reel restore checkpoint ARCHIVE --name NAME EXTRA`, whatever its status.
+fn restore_cmd(reel: &Reel, archive: &Path, name: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        "checkpoint",
+        archive.to_str().unwrap(),
+        "--name",
+        name,
+    ];
+    args.extend(extra);
+    reel.run(&args)
+}
+
+/// `reel ARGS -o json`, which must succeed; its JSON answer.
+fn run_json(reel: &Reel, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = reel.run(&all);
+    assert!(
+        out.status.success(),
+        "reel {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn ns(pid: i32, kind: &str) -> String {
@@ -272,14 +293,8 @@ impl Scene {
         let conns = common::program("conns");
         let net = PodNet::new(prefix);
         let listener = HostListener::start();
-        let volume = tempfile::Builder::new()
-            .prefix("reel-sb-vol.")
-            .tempdir_in(common::test_dir())
-            .unwrap();
-        let client_status = tempfile::Builder::new()
-            .prefix("reel-sb-client.")
-            .tempdir_in(common::test_dir())
-            .unwrap();
+        let volume = scratch("reel-sb-vol.");
+        let client_status = scratch("reel-sb-client.");
         let root = OverlayRoot::new();
         let ns = common::unique_name("ns");
         let pod = common::unique_name(prefix);
@@ -508,8 +523,7 @@ fn a_restored_sandbox_is_sealed_and_runs_on_from_the_checkpoint() {
     );
 
     // list, stop (exit recorded), delete (nothing left).
-    let out = reel.run(&["list", "sandbox", "-o", "json"]);
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = run_json(&reel, &["list", "sandbox"]);
     let listed: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -520,13 +534,7 @@ fn a_restored_sandbox_is_sealed_and_runs_on_from_the_checkpoint() {
         listed.contains(&name.as_str()) && listed.contains(&name2.as_str()),
         "{list:#}"
     );
-    let out = reel.run(&["stop", "sandbox", &name2, "-o", "json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stopped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stopped = run_json(&reel, &["stop", "sandbox", &name2]);
     assert_eq!(stopped["state"], "stopped", "{stopped:#}");
     assert_eq!(stopped["exit"]["signal"], 9, "{stopped:#}");
     assert!(!Path::new(&format!("/proc/{root2}")).exists());
@@ -559,15 +567,7 @@ fn refusals_and_failures_leave_nothing_behind() {
 
     // --network none refuses a checkpoint whose sockets need the pod IP, before anything runs.
     let name = common::unique_name("sb");
-    let out = reel.run(&[
-        "restore",
-        "checkpoint",
-        archive.to_str().unwrap(),
-        "--name",
-        &name,
-        "--network",
-        "none",
-    ]);
+    let out = restore_cmd(&reel, &archive, &name, &["--network", "none"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -579,15 +579,12 @@ fn refusals_and_failures_leave_nothing_behind() {
     // A rootfs base CRIU cannot restore on: CRIU's own lines, nothing left.
     let empty = tempfile::tempdir_in(common::test_dir()).unwrap();
     let name = common::unique_name("sb");
-    let out = reel.run(&[
-        "restore",
-        "checkpoint",
-        archive.to_str().unwrap(),
-        "--name",
+    let out = restore_cmd(
+        &reel,
+        &archive,
         &name,
-        "--rootfs-base",
-        empty.path().to_str().unwrap(),
-    ]);
+        &["--rootfs-base", empty.path().to_str().unwrap()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CRIU said") && err.contains("hint:"), "{err}");
@@ -595,15 +592,8 @@ fn refusals_and_failures_leave_nothing_behind() {
 
     // A --volume for a mount the checkpoint does not have is bad input.
     let name = common::unique_name("sb");
-    let out = reel.run(&[
-        "restore",
-        "checkpoint",
-        archive.to_str().unwrap(),
-        "--name",
-        &name,
-        "--volume",
-        &format!("/nope={}", empty.path().display()),
-    ]);
+    let volume = format!("/nope={}", empty.path().display());
+    let out = restore_cmd(&reel, &archive, &name, &["--volume", &volume]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -703,14 +693,8 @@ fn paused_until_resumed_and_zstd_exports_restore() {
         "{links}"
     );
 
-    let out = reel.run(&["resume", "sandbox", &name, "-o", "json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["state"],
+        run_json(&reel, &["resume", "sandbox", &name])["state"],
         "running"
     );
     restore::wait_counter_above(&counter, v, TIMEOUT);

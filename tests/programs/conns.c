@@ -213,35 +213,6 @@ static int connect_unix(const char *path)
 	return -1;
 }
 
-static int make_ghost(const char *spec)
-{
-	char path[512];
-	const char *colon = strrchr(spec, ':');
-	if (!colon || (size_t)(colon - spec) >= sizeof(path))
-		return -1;
-	memcpy(path, spec, (size_t)(colon - spec));
-	path[colon - spec] = 0;
-	long long size = atoll(colon + 1);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0)
-		return -1;
-	char buf[65536];
-	for (long long off = 0; off < size;) {
-		size_t n = sizeof(buf);
-		if ((long long)n > size - off)
-			n = (size_t)(size - off);
-		for (size_t i = 0; i < n; i++)
-			buf[i] = (char)(((off + (long long)i) * 131 + 7) % 251);
-		if (write_all(fd, buf, n) < 0)
-			return -1;
-		off += (long long)n;
-	}
-	fsync(fd);
-	if (unlink(path) < 0)
-		return -1;
-	return fd;
-}
-
 static int fill(int fd, long long size)
 {
 	char buf[65536];
@@ -258,16 +229,40 @@ static int fill(int fd, long long size)
 	return 0;
 }
 
+/* Splits "WHAT:BYTES": WHAT into buf (cap bytes), returns BYTES (-1 when malformed). */
+static long long split_spec(const char *spec, char *buf, size_t cap)
+{
+	const char *colon = strrchr(spec, ':');
+	if (!colon || (size_t)(colon - spec) >= cap)
+		return -1;
+	memcpy(buf, spec, (size_t)(colon - spec));
+	buf[colon - spec] = 0;
+	return atoll(colon + 1);
+}
+
+static int make_ghost(const char *spec)
+{
+	char path[512];
+	long long size = split_spec(spec, path, sizeof(path));
+	if (size < 0)
+		return -1;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || fill(fd, size) < 0)
+		return -1;
+	fsync(fd);
+	if (unlink(path) < 0)
+		return -1;
+	return fd;
+}
+
 static int make_memfd(const char *spec)
 {
 	char name[128];
-	const char *colon = strrchr(spec, ':');
-	if (!colon || (size_t)(colon - spec) >= sizeof(name))
+	long long size = split_spec(spec, name, sizeof(name));
+	if (size < 0)
 		return -1;
-	memcpy(name, spec, (size_t)(colon - spec));
-	name[colon - spec] = 0;
 	int fd = memfd_create(name, 0);
-	if (fd < 0 || fill(fd, atoll(colon + 1)) < 0)
+	if (fd < 0 || fill(fd, size) < 0)
 		return -1;
 	return fd;
 }

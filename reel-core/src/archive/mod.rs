@@ -34,7 +34,7 @@ pub mod rootfs_diff;
 mod sidecar;
 mod verify;
 mod writer;
-mod xattr;
+pub(crate) mod xattr;
 
 pub use config_dump::ConfigDump;
 pub use custody::{node_hostname, Operator};

@@ -301,31 +301,10 @@ impl Monitor {
         }
 
         // Stand-ins for what the init's descriptors reached outside.
-        let kinds: Vec<(u32, String)> = got
-            .manifest
-            .fields
-            .dump_options
-            .get("external_unix_sockets")
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| {
-                        Some((
-                            u32::try_from(s.get("inode")?.as_u64()?).ok()?,
-                            s.get("kind")?.as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for ino in &plan.outside_unix_sockets {
-            let kind = match kinds
-                .iter()
-                .find(|(i, _)| i == ino)
-                .map(|(_, k)| k.as_str())
-            {
-                Some("dgram") => SockType::Datagram,
-                Some("seqpacket") => SockType::SeqPacket,
+        for (ino, kind) in &plan.outside_unix_sockets {
+            let kind = match kind.as_str() {
+                "dgram" => SockType::Datagram,
+                "seqpacket" => SockType::SeqPacket,
                 _ => SockType::Stream,
             };
             let (ours, theirs) =

@@ -67,8 +67,9 @@ pub struct Plan {
     pub ext_mounts: Vec<ExtMount>,
     /// Destinations of the spec's tmpfs mounts (CRIU restores their content).
     pub tmpfs: Vec<String>,
-    /// Inodes of the unix sockets whose peer was outside the container.
-    pub outside_unix_sockets: Vec<u32>,
+    /// The unix sockets whose peer was outside the container: inode and kind (`stream`,
+    /// `dgram`, `seqpacket`).
+    pub outside_unix_sockets: Vec<(u32, String)>,
     /// `pipe:[ino]` keys of the init's stdio, with the fd number (0, 1, 2).
     pub stdio_pipes: Vec<(usize, String)>,
     pub file_locks: bool,
@@ -134,15 +135,18 @@ pub fn plan(
             )));
         }
     }
-    let outside_unix_sockets: Vec<u32> = manifest
+    let outside_unix_sockets: Vec<(u32, String)> = manifest
         .fields
         .dump_options
         .get("external_unix_sockets")
         .and_then(|v| v.as_array())
         .map(|a| {
             a.iter()
-                .filter_map(|s| s.get("inode")?.as_u64())
-                .filter_map(|i| u32::try_from(i).ok())
+                .filter_map(|s| {
+                    let ino = u32::try_from(s.get("inode")?.as_u64()?).ok()?;
+                    let kind = s.get("kind").and_then(|k| k.as_str()).unwrap_or("stream");
+                    Some((ino, kind.to_string()))
+                })
                 .collect()
         })
         .unwrap_or_default();

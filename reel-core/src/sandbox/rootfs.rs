@@ -107,7 +107,7 @@ fn whiteout(upper: &Path, path: &str) -> Result<(), SandboxError> {
                 return Ok(());
             }
             Ok(md) if last && md.is_dir() => {
-                return xattr_set(&at, "trusted.overlay.opaque", b"y")
+                return crate::archive::xattr::set(&at, "trusted.overlay.opaque", b"y")
                     .map_err(|e| SandboxError::io("marking opaque", &at, e));
             }
             Ok(_) if last => return Ok(()),
@@ -124,28 +124,6 @@ fn whiteout(upper: &Path, path: &str) -> Result<(), SandboxError> {
         }
     }
     Ok(())
-}
-
-fn xattr_set(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let p = CString::new(path.as_os_str().as_bytes())?;
-    let n = CString::new(name)?;
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Mounts the overlay of `lowers` (top first) and `upper` at `merged`.
