@@ -400,6 +400,38 @@ fn a_restored_sandbox_is_sealed_and_runs_on_from_the_checkpoint() {
         assert_ne!(mine, ns(original, kind), "{kind} is the original's");
     }
 
+    // No privileges beyond the original's: capabilities, seccomp, no_new_privs as dumped.
+    let privileges = |pid: i32| -> Vec<String> {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                [
+                    "CapInh",
+                    "CapPrm",
+                    "CapEff",
+                    "CapBnd",
+                    "CapAmb",
+                    "NoNewPrivs",
+                    "Seccomp:",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(privileges(root), privileges(original));
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{root}/cgroup"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.ends_with(&format!("/reel-sandboxes/{name}")))
+            .collect::<Vec<_>>(),
+        Vec::<&str>::new(),
+        "the sandbox is outside its own cgroup"
+    );
+
     // Its own network: lo and a device holding the pod IP, a default route into it, no
     // veth and no uplink; the server listens on the pod IP in there.
     let netns = format!("reel-{name}");

@@ -181,10 +181,7 @@ pub fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
                 "the lines above are CRIU's own; nothing of the sandbox was left behind (run with -v for the monitor's steps)"
                     .into(),
             ),
-            S::Refused { .. } => Some(
-                "nothing was started; `reel restore checkpoint --help` lists what a sandbox can stand in for"
-                    .into(),
-            ),
+            S::Refused { .. } => Some("nothing was started and nothing was left behind".into()),
             _ => None,
         };
     }

@@ -37,6 +37,7 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -493,8 +494,6 @@ impl Sandboxes {
         gone
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// What is true of a sandbox now.
 fn info(record: Record) -> SandboxInfo {

@@ -329,10 +329,10 @@ pub fn map_mounts(
     Ok(m)
 }
 
-/// Gives every regular file the checkpoint's processes had open the size CRIU recorded, where
-/// it differs now: the base (a plain directory rootfs, a volume's source) may have changed
-/// since the checkpoint, and CRIU refuses such a file. Only the sandbox's copies change (the
-/// overlay copies the file up). Returns what was resized.
+/// Copies up every regular file the checkpoint's processes had open, and gives it the size
+/// CRIU recorded where it differs: the base (a plain directory rootfs, a volume's source) may
+/// have changed since the checkpoint, and CRIU refuses such a file. Only the sandbox's copies
+/// change. Returns what was resized.
 pub fn fit_open_files(
     files: &[(String, u64)],
     merged: &Path,
@@ -355,17 +355,26 @@ pub fn fit_open_files(
         let Ok(md) = fs::symlink_metadata(&host) else {
             continue; // a deleted file (CRIU restores it from its ghost image)
         };
-        if !md.is_file() || md.len() == *size {
+        if !md.is_file() {
             continue;
         }
-        fs::OpenOptions::new()
+        // Opened for writing even when the size is right: the overlay copies the file up, so
+        // later writes of the original to a live base no longer show through.
+        let f = fs::OpenOptions::new()
             .write(true)
             .open(&host)
-            .and_then(|f| f.set_len(*size))
+            .map_err(|e| SandboxError::io("copying up", &host, e))?;
+        let now = f
+            .metadata()
+            .map_err(|e| SandboxError::io("inspecting", &host, e))?
+            .len();
+        if now == *size {
+            continue;
+        }
+        f.set_len(*size)
             .map_err(|e| SandboxError::io("resizing", &host, e))?;
         changed.push(format!(
-            "{path} had changed since the checkpoint ({} bytes now, {size} then): the sandbox's copy was cut to its checkpointed size",
-            md.len()
+            "{path} had changed since the checkpoint ({now} bytes now, {size} then): the sandbox's copy was cut to its checkpointed size"
         ));
     }
     Ok(changed)
