@@ -99,11 +99,13 @@ fn main() {
             .into();
 
         let (mut t_reel, mut t_runc, mut t_podman) = (Vec::new(), Vec::new(), Vec::new());
+        let mut reel_steps = Vec::new();
         for round in 0..rounds {
             // reel: a sealed sandbox from the stored archive.
             let name = common::unique_name("bench");
+            let mut out = None;
             t_reel.push(timed(|| {
-                let out = reel::run_bounded(
+                let o = reel::run_bounded(
                     &mut reel::reel_cmd(
                         &store.root(),
                         &[
@@ -112,13 +114,19 @@ fn main() {
                             archive.to_str().unwrap(),
                             "--name",
                             &name,
-                            "-q",
+                            "-o",
+                            "json",
                         ],
                     ),
                     reel::REEL_TIMEOUT,
                 );
-                out.ok();
+                o.ok();
+                out = Some(o);
             }));
+            // Where reel's time went (the monitor's own account).
+            let steps = out.unwrap().json()["steps_ms"].clone();
+            eprintln!("   reel's steps (ms): {steps}");
+            reel_steps.push(steps);
             quiet(&format!("{} delete sandbox {name}", bin.display()));
 
             // runc restore of runc's own images, into a copy of the bundle's config.
@@ -161,7 +169,7 @@ fn main() {
         );
         results.push(json!({
             "gib": gib, "reel_s": r, "runc_s": u, "podman_s": p,
-            "reel_over_runc": r / u, "reel_over_podman": r / p,
+            "reel_over_runc": r / u, "reel_over_podman": r / p, "reel_steps_ms": reel_steps,
         }));
         let _ = fs::remove_dir_all(&images);
         let _ = fs::remove_file(&export);

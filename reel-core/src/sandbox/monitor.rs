@@ -209,7 +209,16 @@ impl Monitor {
         }
     }
 
+    /// Records how long the step that ends now took (from `since`), and restarts the clock.
+    fn step(&mut self, name: &str, since: &mut std::time::Instant) {
+        let ms = since.elapsed().as_millis() as u64;
+        tracing::info!(sandbox = %self.rec.name, step = name, ms, "sandbox step done");
+        self.rec.steps_ms.insert(name.to_string(), ms);
+        *since = std::time::Instant::now();
+    }
+
     fn build(&mut self) -> Result<(), SandboxError> {
+        let mut clock = std::time::Instant::now();
         self.save()?;
         let data = self.req.data_dir.clone();
         crate::durable::create_private_dirs(data.parent().unwrap_or(Path::new("/")))
@@ -240,6 +249,7 @@ impl Monitor {
             },
         )?;
         self.rec.checkpoint_id = Some(got.manifest.fields.checkpoint_id.clone());
+        self.step("extract", &mut clock);
         self.save()?;
         self.owner_here()?;
         let images = data.join("checkpoint");
@@ -258,6 +268,7 @@ impl Monitor {
         self.save()?;
         made?;
         cgroup::limit(&dirs, plan.memory_limit, plan.cpu)?;
+        self.step("plan+cgroup", &mut clock);
 
         // Its own network.
         let netns = network::netns_name(&self.req.name);
@@ -271,6 +282,7 @@ impl Monitor {
         }
         self.owner_here()?;
 
+        self.step("network", &mut clock);
         // Its own mounts, in the monitor's own mount namespace.
         let host_mnt = File::open("/proc/self/ns/mnt")
             .map_err(|e| SandboxError::io("opening", Path::new("/proc/self/ns/mnt"), e))?;
@@ -331,6 +343,7 @@ impl Monitor {
         self.save()?;
         self.owner_here()?;
 
+        self.step("rootfs", &mut clock);
         // CRIU, from inside the sandbox's cgroup, as our child; the restored init as well.
         let me = std::process::id() as i32;
         cgroup::join(&dirs, me)?;
@@ -417,6 +430,7 @@ impl Monitor {
             Err(e) => return Err(e.into()),
         };
         self.rec.root_pid = Some(root);
+        self.step("criu", &mut clock);
         left?;
         self.rec.processes = restored_tree(root);
         self.rec.phase = Phase::Running;

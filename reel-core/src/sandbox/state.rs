@@ -189,6 +189,9 @@ pub struct Record {
     pub exit: Option<ExitRecord>,
     /// Things the analyst should know (an empty volume, ...).
     pub warnings: Vec<String>,
+    /// How long each step of building the sandbox took, in ms.
+    #[serde(default)]
+    pub steps_ms: std::collections::BTreeMap<String, u64>,
 }
 
 impl Record {
@@ -210,6 +213,7 @@ impl Record {
             upper_dir: None,
             exit: None,
             warnings: Vec::new(),
+            steps_ms: Default::default(),
         }
     }
 }
