@@ -131,7 +131,6 @@ fn extract_from<R: Read>(
     let mut manifest = None;
     let mut bytes = 0u64;
     let mut count = 0usize;
-    let mut buf = vec![0u8; 1 << 20];
     for entry in tar.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         count += 1;
@@ -177,22 +176,8 @@ fn extract_from<R: Read>(
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| ArchiveError::io("creating", &path, e))?;
-        let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-        let mut left = size;
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = entry.read(&mut buf[..want]).map_err(read_err)?;
-            if n == 0 {
-                return Err(read_err(io::ErrorKind::UnexpectedEof.into()));
-            }
-            out.write_all(&buf[..n])
-                .map_err(|e| ArchiveError::io("writing", &path, e))?;
-            left -= n as u64;
-        }
-        let (sha, got, inner) = out.finish();
-        inner
-            .into_inner()
-            .map_err(|e| ArchiveError::io("writing", &path, e.into_error()))?;
+        let (sha, got) = copy_hashed(&mut entry, file, size, &path)
+            .map_err(|e| e.unwrap_or_else(|| read_err(io::ErrorKind::UnexpectedEof.into())))?;
         bytes += got;
         written.push((
             ExtractedMember {
@@ -230,6 +215,86 @@ fn extract_from<R: Read>(
         manifest,
         members: written.into_iter().map(|(m, _)| m).collect(),
         bytes,
+    })
+}
+
+/// Members at least this large are hashed on another thread while they are written.
+const PARALLEL_HASH_BYTES: u64 = 8 << 20;
+/// The chunk a member is copied in.
+const CHUNK: usize = 1 << 20;
+
+/// Copies `size` bytes of `entry` to `file`, hashing them; returns the SHA-256 and the bytes
+/// copied. A large member is hashed on another thread (the other core) while this one reads
+/// and writes. `Err(None)` when the entry ended early.
+fn copy_hashed<R: Read>(
+    entry: &mut R,
+    mut file: File,
+    size: u64,
+    path: &Path,
+) -> Result<(String, u64), Option<ArchiveError>> {
+    let write_err = |e| Some(ArchiveError::io("writing", path, e));
+    let read_chunk =
+        |entry: &mut R, buf: &mut Vec<u8>, left: u64| -> Result<usize, Option<ArchiveError>> {
+            let want = CHUNK.min(usize::try_from(left).unwrap_or(usize::MAX));
+            buf.resize(want, 0);
+            let mut got = 0;
+            while got < want {
+                match entry.read(&mut buf[got..]) {
+                    Ok(0) => return Err(None),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Some(ArchiveError::Read {
+                            path: path.to_owned(),
+                            source: e,
+                        }))
+                    }
+                }
+            }
+            Ok(got)
+        };
+    if size < PARALLEL_HASH_BYTES {
+        let mut out = HashingWriter::new(file);
+        let mut buf = Vec::new();
+        let mut left = size;
+        while left > 0 {
+            let n = read_chunk(entry, &mut buf, left)?;
+            out.write_all(&buf[..n]).map_err(write_err)?;
+            left -= n as u64;
+        }
+        let (sha, got, _) = out.finish();
+        return Ok((sha, got));
+    }
+    use sha2::Digest;
+    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut h = sha2::Sha256::new();
+            for c in chunks {
+                h.update(&c);
+                let _ = give_back.send(c);
+            }
+            hex::encode(h.finalize())
+        });
+        let mut left = size;
+        let copied = (|| {
+            while left > 0 {
+                let mut buf = spare.try_recv().unwrap_or_default();
+                let n = read_chunk(entry, &mut buf, left)?;
+                file.write_all(&buf[..n]).map_err(write_err)?;
+                left -= n as u64;
+                if to_hasher.send(buf).is_err() {
+                    return Err(write_err(io::Error::other("the hashing thread ended")));
+                }
+            }
+            Ok(())
+        })();
+        drop(to_hasher);
+        let sha = hasher
+            .join()
+            .map_err(|_| write_err(io::Error::other("the hashing thread panicked")))?;
+        copied.map(|()| (sha, size))
     })
 }
 
@@ -319,6 +384,25 @@ mod tests {
             b"abc"
         );
         assert!(!dir.path().join("dump.log").exists());
+    }
+
+    #[test]
+    fn large_members_are_hashed_alongside() {
+        let big: Vec<u8> = (0..(9 << 20) + 123).map(|i| (i % 251) as u8).collect();
+        let members: &[(&str, &[u8])] = &[("checkpoint/pages-1.img", &big)];
+        let dir = tempfile::tempdir().unwrap();
+        let got = run(tar_with(members, Some(manifest_for(members))), dir.path()).unwrap();
+        assert_eq!(got.bytes, big.len() as u64);
+        assert_eq!(
+            fs::read(dir.path().join("checkpoint/pages-1.img")).unwrap(),
+            big
+        );
+        let mut bad = big.clone();
+        bad[5 << 20] ^= 1;
+        let dir = tempfile::tempdir().unwrap();
+        let tampered: &[(&str, &[u8])] = &[("checkpoint/pages-1.img", &bad)];
+        let e = run(tar_with(tampered, Some(manifest_for(members))), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
     }
 
     #[test]
