@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kit::bench::{median, memhog_cmd, run_podman_memhog, settle, sh, sizes_and_rounds};
 use kit::proc::vm_hwm_kb;
 use kit::reel::{self, TestStore};
 use kit::s3::S3Server;
@@ -62,23 +63,6 @@ fn now_ms() -> f64 {
         * 1e3
 }
 
-fn sh(cmd: &str) -> std::process::Output {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Bytes of regular files under `dirs` (recursively; allocated size).
 fn usage(dirs: &[PathBuf]) -> u64 {
     fn walk(p: &Path, total: &mut u64) {
         let Ok(rd) = fs::read_dir(p) else { return };
@@ -202,28 +186,12 @@ impl Drop for Workload {
     }
 }
 
-fn memhog_cmd(mib: u64) -> String {
-    format!("exec /bin/memhog {mib} /tmp >/dev/null 2>&1 </dev/null")
-}
-
 fn start_workload(mib: u64) -> Workload {
     let bundle = BundleBuilder::new("bench")
         .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
         .build();
     let runc = kit::run_oci(Oci::Runc, None, bundle);
-    let image = kit::podman_image();
-    let name = kit::unique_name("bench-podman");
-    sh(&format!(
-        "podman run -d --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
-         --name {name} {image} /bin/sh -c '{}' >/dev/null",
-        memhog_cmd(mib)
-    ));
-    let pid: i32 = String::from_utf8_lossy(
-        &sh(&format!("podman inspect -f '{{{{.State.Pid}}}}' {name}")).stdout,
-    )
-    .trim()
-    .parse()
-    .unwrap();
+    let (name, pid) = run_podman_memhog("bench-podman", mib);
     let w = Workload {
         runc,
         podman: name,
@@ -386,16 +354,6 @@ fn run_podman(env: &Env, w: &Workload) -> Sample {
     }
 }
 
-/// Seconds of quiet before each run (`REEL_BENCH_SETTLE_S`, default 3).
-fn settle() {
-    let secs: f64 = std::env::var("REEL_BENCH_SETTLE_S")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3.0);
-    sh("sync");
-    std::thread::sleep(Duration::from_secs_f64(secs));
-}
-
 fn run_tool(env: &Env, w: &Workload, tool: &str) -> Sample {
     // The previous tool's archive is still being written back: on this VM, a dump that runs
     // into that writeback is up to 3x slower, whichever tool it is. Each run starts on a quiet
@@ -407,19 +365,6 @@ fn run_tool(env: &Env, w: &Workload, tool: &str) -> Sample {
         "runc+tar+zstd" => run_runc(env, w),
         "podman" => run_podman(env, w),
         _ => unreachable!(),
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -456,15 +401,7 @@ fn f(v: &Value) -> String {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     kit::require_root();
-    let gibs: Vec<f64> = std::env::var("REEL_BENCH_GIB")
-        .unwrap_or_else(|_| "0.25,1,2".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("REEL_BENCH_GIB: numbers"))
-        .collect();
-    let rounds: usize = std::env::var("REEL_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let (gibs, rounds) = sizes_and_rounds("0.25,1,2");
     eprintln!("testing {}", bins::reel_bin().display());
     let scratch = tempfile::Builder::new()
         .prefix("reel-bench.")

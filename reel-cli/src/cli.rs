@@ -65,6 +65,84 @@ pub enum Verb {
     /// Check an archive against its manifest.
     #[command(subcommand)]
     Verify(VerifyNoun),
+    /// Bring a checkpoint back to life in a sealed sandbox.
+    #[command(subcommand)]
+    Restore(RestoreNoun),
+    /// Stop a sandbox's processes (their exit is recorded).
+    #[command(subcommand)]
+    Stop(StopNoun),
+    /// Let the processes of a sandbox restored with --paused run.
+    #[command(subcommand)]
+    Resume(ResumeNoun),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoreNoun {
+    /// Restore every process of a checkpoint in a sandbox that cannot reach anything real:
+    /// its own copy of the images, its own overlay rootfs and private copies of every mount,
+    /// its own network namespace with no way out, its own cgroup.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(RestoreCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreCheckpoint {
+    /// A stored checkpoint's id, or an archive file (.tar, .tar.zst).
+    pub checkpoint: String,
+    /// The sandbox's name (default: from the checkpoint's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Restore the processes stopped, to attach a debugger or strace first; `reel resume
+    /// sandbox NAME` lets them run.
+    #[arg(long)]
+    pub paused: bool,
+    /// isolated: lo and a device with the checkpoint's addresses and no way out; none: lo
+    /// only (refuses a checkpoint whose sockets need an address).
+    #[arg(long, value_enum, default_value_t = NetworkChoice::Isolated)]
+    pub network: NetworkChoice,
+    /// The image's root filesystem, when the original's base layers are no longer on this host.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs_base: Option<PathBuf>,
+    /// Mount a private copy of SRC at DEST instead of a copy of the original's source.
+    #[arg(long = "volume", value_name = "DEST=SRC")]
+    pub volumes: Vec<String>,
+    /// Memory limit (default: the original's), e.g. 512M.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs (default: the original's), e.g. 0.5.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum NetworkChoice {
+    Isolated,
+    None,
+}
+
+/// One sandbox by name.
+#[derive(Debug, Args)]
+pub struct SandboxName {
+    /// The sandbox's name (see `reel list sandbox`).
+    pub name: String,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StopNoun {
+    /// Kill a sandbox's processes; their exit is recorded.
+    #[command(visible_alias = "sandboxes", visible_alias = "sb")]
+    Sandbox(SandboxName),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResumeNoun {
+    /// Let the stopped processes of a sandbox run.
+    #[command(visible_alias = "sandboxes", visible_alias = "sb")]
+    Sandbox(SandboxName),
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +258,17 @@ pub enum ListNoun {
     /// The checkpoints in the store.
     #[command(visible_alias = "checkpoints", visible_alias = "cp")]
     Checkpoint(ListCheckpoint),
+    /// The sandboxes of this host (name, checkpoint, pids, state, age).
+    #[command(visible_alias = "sandboxes", visible_alias = "sb")]
+    Sandbox(ListSandbox),
+}
+
+#[derive(Debug, Args)]
+pub struct ListSandbox {
+    /// One sandbox.
+    pub name: Option<String>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +286,9 @@ pub enum DeleteNoun {
     /// Delete checkpoints from the store (asks first unless -y).
     #[command(visible_alias = "checkpoints", visible_alias = "cp")]
     Checkpoint(DeleteCheckpoint),
+    /// Stop a sandbox and remove everything it made (its data, namespace, cgroup, state).
+    #[command(visible_alias = "sandboxes", visible_alias = "sb")]
+    Sandbox(SandboxName),
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,16 @@ use clap::Parser;
 use crate::cli::{Cli, Verb};
 
 fn main() {
+    // A sandbox monitor (reel re-run by `reel restore checkpoint`): nothing else of the CLI,
+    // and no thread before it has its own mount namespace.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == reel_core::sandbox::MONITOR_ARG)
+    {
+        init_tracing(0);
+        std::process::exit(reel_core::sandbox::monitor_main(&args[2..]));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -53,6 +63,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Verb::Delete(cli::DeleteNoun::Checkpoint(a))) => cmd::delete::run(cli, a),
         Some(Verb::Export(cli::ExportNoun::Checkpoint(a))) => cmd::export::run(cli, a),
         Some(Verb::Verify(cli::VerifyNoun::Checkpoint(a))) => cmd::verify::run(cli, a),
+        Some(Verb::Restore(cli::RestoreNoun::Checkpoint(a))) => cmd::restore::run(cli, a),
+        Some(Verb::List(cli::ListNoun::Sandbox(a))) => cmd::sandbox::list(a),
+        Some(Verb::Stop(cli::StopNoun::Sandbox(a))) => cmd::sandbox::stop(a),
+        Some(Verb::Resume(cli::ResumeNoun::Sandbox(a))) => cmd::sandbox::resume(a),
+        Some(Verb::Delete(cli::DeleteNoun::Sandbox(a))) => cmd::sandbox::delete(a),
     }
 }
 

@@ -163,6 +163,24 @@ pub fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
     f.write_all(data)
 }
 
+/// Replaces `path` atomically with a root-only file holding `data`: written under its temp
+/// name, synced, renamed over `path` (readers see the old or the new content, never a part).
+pub fn replace_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    let name = file_name(path)?;
+    let temp = parent_dir(path).join(temp_name(&name, std::process::id()));
+    let _ = fs::remove_file(&temp);
+    let written = (|| {
+        let mut f = create_private_file(&temp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
 /// Creates `path` and any missing parents, each with mode 0700 set explicitly. Returns whether
 /// `path` itself was created.
 pub fn create_private_dirs(path: &Path) -> io::Result<bool> {

@@ -21,6 +21,8 @@ pub enum Error {
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// `Result` with reel-core's [`Error`].

@@ -12,6 +12,7 @@
 //! * [`checkpoint`]: the runc-compatible dump of a container, tying the modules together.
 //! * [`export`]: a checkpoint as one archive (plain or zstd) to a file, stdout or S3.
 //! * [`capabilities`]: whether checkpoints can work on this host, item by item.
+//! * [`sandbox`]: a checkpoint restored as a live copy in a sealed sandbox.
 //!
 //! Every module has its own error enum; [`Error`] rolls them up.
 
@@ -26,6 +27,7 @@ pub mod export;
 pub mod host;
 pub mod lock;
 pub mod oci;
+pub mod sandbox;
 pub mod signals;
 pub mod store;
 

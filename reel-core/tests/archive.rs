@@ -81,6 +81,7 @@ fn fields(id: &str) -> ManifestFields {
             ("tcp_established".to_owned(), serde_json::json!(true)),
             ("manage_cgroups_mode".to_owned(), serde_json::json!("soft")),
         ]),
+        rootfs_layers: None,
     }
 }
 

@@ -27,9 +27,11 @@
 //! do. Every name is unique per process and call ([`unique_name`]), so tests can run in
 //! parallel.
 
+pub mod bench;
 pub mod bins;
 pub mod cgroups;
 pub mod containers;
+pub mod podnet;
 pub mod proc;
 pub mod programs;
 pub mod reel;

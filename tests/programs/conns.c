@@ -6,10 +6,12 @@
  *
  *   conns serve-tcp ADDR PORT        echo server (one thread per client), runs outside
  *   conns serve-unix PATH            echo server on a unix stream listener, runs outside
- *   conns client -s STATUS [-t ADDR:PORT]... [-u PATH]... [-g FILE:BYTES]... [-i MS]
+ *   conns client -s STATUS [-t ADDR:PORT]... [-u PATH]... [-g FILE:BYTES]... [-m NAME:BYTES]...
+ *                [-i MS]
  *
  * The client opens every -g FILE, fills it with BYTES of a known pattern (byte i is
- * (i * 131 + 7) mod 251), keeps it open and unlinks it; connects to every -t and -u peer;
+ * (i * 131 + 7) mod 251), keeps it open and unlinks it; makes a memfd NAME of BYTES of the
+ * same pattern for every -m and keeps it open; connects to every -t and -u peer;
  * then every MS milliseconds (default 50) sends "<conn> <round>\n" on each connection and
  * reads the same line back. After each round it rewrites STATUS (tmp file + rename):
  *
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -210,18 +213,8 @@ static int connect_unix(const char *path)
 	return -1;
 }
 
-static int make_ghost(const char *spec)
+static int fill(int fd, long long size)
 {
-	char path[512];
-	const char *colon = strrchr(spec, ':');
-	if (!colon || (size_t)(colon - spec) >= sizeof(path))
-		return -1;
-	memcpy(path, spec, (size_t)(colon - spec));
-	path[colon - spec] = 0;
-	long long size = atoll(colon + 1);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0)
-		return -1;
 	char buf[65536];
 	for (long long off = 0; off < size;) {
 		size_t n = sizeof(buf);
@@ -233,8 +226,43 @@ static int make_ghost(const char *spec)
 			return -1;
 		off += (long long)n;
 	}
+	return 0;
+}
+
+/* Splits "WHAT:BYTES": WHAT into buf (cap bytes), returns BYTES (-1 when malformed). */
+static long long split_spec(const char *spec, char *buf, size_t cap)
+{
+	const char *colon = strrchr(spec, ':');
+	if (!colon || (size_t)(colon - spec) >= cap)
+		return -1;
+	memcpy(buf, spec, (size_t)(colon - spec));
+	buf[colon - spec] = 0;
+	return atoll(colon + 1);
+}
+
+static int make_ghost(const char *spec)
+{
+	char path[512];
+	long long size = split_spec(spec, path, sizeof(path));
+	if (size < 0)
+		return -1;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || fill(fd, size) < 0)
+		return -1;
 	fsync(fd);
 	if (unlink(path) < 0)
+		return -1;
+	return fd;
+}
+
+static int make_memfd(const char *spec)
+{
+	char name[128];
+	long long size = split_spec(spec, name, sizeof(name));
+	if (size < 0)
+		return -1;
+	int fd = memfd_create(name, 0);
+	if (fd < 0 || fill(fd, size) < 0)
 		return -1;
 	return fd;
 }
@@ -251,7 +279,7 @@ static int client(int argc, char **argv)
 	int nconns = 0, nghosts = 0, interval = 50;
 	int ghosts[MAX_GHOSTS];
 	int opt;
-	while ((opt = getopt(argc, argv, "s:t:u:g:i:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:t:u:g:m:i:")) != -1) {
 		switch (opt) {
 		case 's':
 			status_path = optarg;
@@ -275,6 +303,16 @@ static int client(int argc, char **argv)
 			ghosts[nghosts] = make_ghost(optarg);
 			if (ghosts[nghosts] < 0) {
 				write_status("fail 0 ghost %s: %s", optarg, strerror(errno));
+				return 1;
+			}
+			nghosts++;
+			break;
+		case 'm':
+			if (nghosts == MAX_GHOSTS)
+				return 2;
+			ghosts[nghosts] = make_memfd(optarg);
+			if (ghosts[nghosts] < 0) {
+				write_status("fail 0 memfd %s: %s", optarg, strerror(errno));
 				return 1;
 			}
 			nghosts++;

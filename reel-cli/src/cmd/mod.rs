@@ -5,6 +5,8 @@ pub mod create;
 pub mod delete;
 pub mod export;
 pub mod list;
+pub mod restore;
+pub mod sandbox;
 pub mod verify;
 pub mod version;
 pub mod workloads;
@@ -161,6 +163,27 @@ pub fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             return Some(crate::hints::OTHER_USER.into())
         }
         _ => {}
+    }
+    let sandbox = cause
+        .downcast_ref::<reel_core::sandbox::SandboxError>()
+        .or(match core {
+            Some(reel_core::Error::Sandbox(e)) => Some(e),
+            _ => None,
+        });
+    if let Some(e) = sandbox {
+        use reel_core::sandbox::SandboxError as S;
+        return match e {
+            S::Exists { name } => Some(format!(
+                "choose another --name, or remove it with `reel delete sandbox {name}`"
+            )),
+            S::NotFound { .. } => Some("see the sandboxes with `reel list sandbox`".into()),
+            S::RestoreFailed { .. } => Some(
+                "the lines above are CRIU's own; nothing of the sandbox was left behind (run with -v for the monitor's steps)"
+                    .into(),
+            ),
+            S::Refused { .. } => Some("nothing was started and nothing was left behind".into()),
+            _ => None,
+        };
     }
     if let Some(reel_core::Error::Lock(_)) = core {
         return Some("another reel is working on this container; wait for it and try again".into());

@@ -10,7 +10,8 @@ use super::{rfc3339, Operator};
 
 /// The manifest schema this code writes. 2 added to `dump_options` what the dump applied and
 /// kept (`ghost_limit`, `external_unix_sockets`, `deleted_files`, `tcp_connections`,
-/// `page_size`); every addition is a new field that older readers ignore.
+/// `page_size`); every addition is a new field that older readers ignore (since 2:
+/// [`ManifestFields::rootfs_layers`], the container's base layers, for a sandbox restore).
 pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
 
 /// Size and SHA-256 of one archive member (directories: size 0, digest of no bytes).
@@ -87,6 +88,26 @@ pub struct ManifestFields {
     /// The dump options used, as the CRIU driver describes them.
     #[serde(default)]
     pub dump_options: BTreeMap<String, serde_json::Value>,
+    /// The container's base: the read-only layers under its writable one, so that a restore
+    /// can rebuild the rootfs as base + `rootfs-diff.tar` - `deleted.files`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_layers: Option<RootfsLayers>,
+}
+
+/// The read-only base of a container's rootfs, as found at checkpoint time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootfsLayers {
+    /// `overlay` (the lower dirs of the rootfs's overlay mount, top first) or `directory`
+    /// (a plain directory rootfs, which is its own base and has no diff).
+    pub kind: String,
+    /// The directories, top first, on the checkpointing host.
+    pub lower_dirs: Vec<PathBuf>,
+    /// The image as the runtime names it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image's id or digest, when the runtime records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ref: Option<String>,
 }
 
 /// The manifest member ([`super::MANIFEST_NAME`]), last in the archive.

@@ -24,6 +24,7 @@
 mod config_dump;
 mod custody;
 mod error;
+pub mod extract;
 mod hashing;
 mod manifest;
 pub mod prehash;
@@ -33,14 +34,15 @@ pub mod rootfs_diff;
 mod sidecar;
 mod verify;
 mod writer;
-mod xattr;
+pub(crate) mod xattr;
 
 pub use config_dump::ConfigDump;
 pub use custody::{node_hostname, Operator};
 pub use error::ArchiveError;
+pub use extract::{extract_members, ExtractLimits, Extracted, ExtractedMember};
 pub use hashing::{sha256_hex, HashingReader, HashingWriter};
 pub use manifest::{
-    ContainerIdentity, Manifest, ManifestFields, MemberDigest, RootfsDiffInfo,
+    ContainerIdentity, Manifest, ManifestFields, MemberDigest, RootfsDiffInfo, RootfsLayers,
     MANIFEST_SCHEMA_VERSION,
 };
 pub use prehash::{PreHasher, PrefixDigest};

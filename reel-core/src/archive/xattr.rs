@@ -1,4 +1,5 @@
-//! Extended attributes of a path, not following symlinks (`llistxattr`, `lgetxattr`).
+//! Extended attributes of a path, not following symlinks (`llistxattr`, `lgetxattr`,
+//! `lsetxattr`).
 
 use std::ffi::CString;
 use std::io;
@@ -74,5 +75,27 @@ pub(crate) fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
         }
         buf.truncate(got as usize);
         return Ok(Some(buf));
+    }
+}
+
+/// Sets `path`'s attribute `name` to `value`.
+pub(crate) fn set(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let c = cpath(path)?;
+    let n = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))?;
+    // SAFETY: valid NUL-terminated strings and a buffer of value.len() bytes.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

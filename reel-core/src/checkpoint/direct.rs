@@ -291,6 +291,7 @@ impl Checkpointer {
                 }
                 m
             },
+            rootfs_layers: rootfs_layers(c, pid),
         };
         Ok(Dumped {
             stage,
@@ -352,6 +353,40 @@ impl Checkpointer {
 
 fn describe(c: &Container) -> String {
     format!("{}/{}/{} ({})", c.namespace, c.pod, c.name, c.id)
+}
+
+/// The container's base layers: the lower dirs of its root overlay mount, read from its
+/// mountinfo as discovery reads the upper dir (`lowerdir=a:b`, or one `lowerdir+=` per layer
+/// on kernels that mount layers one by one), else the plain directory rootfs itself.
+fn rootfs_layers(c: &Container, pid: i32) -> Option<archive::RootfsLayers> {
+    let image_ref = [
+        "io.kubernetes.cri-o.ImageRef",
+        "io.kubernetes.cri.image-ref",
+        "io.kubernetes.cri.image-id",
+    ]
+    .iter()
+    .find_map(|k| c.annotations.get(*k).filter(|v| !v.is_empty()).cloned());
+    let mounts = crate::host::mountinfo(Path::new(crate::host::PROC), pid)?;
+    let root = mounts.iter().rev().find(|m| m.mount_point == "/")?;
+    let (kind, lower_dirs) = if root.fstype == "overlay" {
+        let mut dirs = Vec::new();
+        for o in &root.super_options {
+            if let Some(v) = o.strip_prefix("lowerdir=") {
+                dirs.extend(v.split(':').filter(|d| !d.is_empty()).map(PathBuf::from));
+            } else if let Some(v) = o.strip_prefix("lowerdir+=") {
+                dirs.push(PathBuf::from(v));
+            }
+        }
+        ("overlay", dirs)
+    } else {
+        ("directory", vec![c.rootfs.clone()])
+    };
+    Some(archive::RootfsLayers {
+        kind: kind.into(),
+        lower_dirs,
+        image: c.image.clone(),
+        image_ref,
+    })
 }
 
 /// runc's `descriptors.json`: what fds 0, 1 and 2 of the init point to. runc restore needs it.

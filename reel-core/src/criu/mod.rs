@@ -49,9 +49,10 @@ use session::{LogFile, Session};
 /// driver uses.
 pub(crate) mod pb {
     pub use criu_sys::proto::{
-        CriuCgMode as CgMode, CriuFeatures as Features, CriuNetworkLockMethod as NetLock,
-        CriuOpts as Opts, CriuPageServerInfo as PsInfo, CriuReq as Req, CriuReqType as ReqType,
-        CriuResp as Resp, ExtMountMap as ExtMnt, InheritFd, StatsEntry,
+        CgroupRoot as CgRoot, CriuCgMode as CgMode, CriuFeatures as Features,
+        CriuNetworkLockMethod as NetLock, CriuOpts as Opts, CriuPageServerInfo as PsInfo,
+        CriuReq as Req, CriuReqType as ReqType, CriuResp as Resp, ExtMountMap as ExtMnt, InheritFd,
+        StatsEntry,
     };
 }
 

@@ -170,6 +170,9 @@ pub struct Options {
     parent_img: Option<String>,
     inherit_fd: Vec<(String, Arc<OwnedFd>)>,
     rst_sibling: Option<bool>,
+    leave_stopped: Option<bool>,
+    cg_root: Vec<(Option<String>, String)>,
+    lsm_profile: Option<String>,
     notify_scripts: Option<bool>,
     config_file: Option<PathBuf>,
     call_timeout: Option<Duration>,
@@ -396,6 +399,30 @@ impl Options {
         self
     }
 
+    /// On restore, leave the restored tasks stopped (SIGSTOP'd) instead of letting them run:
+    /// a debugger or tracer can attach before anything runs; SIGCONT lets them go.
+    pub fn leave_stopped(mut self, on: bool) -> Self {
+        self.leave_stopped = Some(on);
+        self
+    }
+
+    /// On restore, the cgroup the tree's root cgroup becomes (`cg_root`): `controller` is a v1
+    /// controller as `/proc/<pid>/cgroup` names it (`memory`, `cpu,cpuacct`, `name=systemd`)
+    /// or `None` for every controller not named otherwise (and cgroup v2); `path` is relative
+    /// to the hierarchy's root (`/reel-sandboxes/x`). May be repeated.
+    pub fn cgroup_root(mut self, controller: Option<&str>, path: impl Into<String>) -> Self {
+        self.cg_root
+            .push((controller.map(str::to_string), path.into()));
+        self
+    }
+
+    /// The LSM profile the restored tasks get (`apparmor:<name>`, `selinux:<context>`);
+    /// unset, they keep the one they were dumped with.
+    pub fn lsm_profile(mut self, profile: impl Into<String>) -> Self {
+        self.lsm_profile = Some(profile.into());
+        self
+    }
+
     /// Send notifications (`pre-dump`, `post-dump`, ...). Turned on by the `*_with` calls.
     pub fn notify_scripts(mut self, on: bool) -> Self {
         self.notify_scripts = Some(on);
@@ -482,6 +509,14 @@ impl Options {
         set(&mut o.ghost_limit, self.ghost_limit);
         set(&mut o.orphan_pts_master, self.orphan_pts_master);
         set(&mut o.rst_sibling, self.rst_sibling);
+        set(&mut o.leave_stopped, self.leave_stopped);
+        set(&mut o.lsm_profile, self.lsm_profile.clone());
+        for (ctrl, path) in &self.cg_root {
+            o.cg_root.push(pb::CgRoot {
+                ctrl: ctrl.clone(),
+                path: path.clone(),
+            });
+        }
         set(&mut o.timeout, self.criu_timeout);
         set(&mut o.empty_ns, self.empty_ns);
         if let Some(root) = &self.root {
@@ -724,5 +759,27 @@ mod tests {
         assert_eq!(p.opts.inherit_fd[0].fd, 4);
         assert_eq!(p.opts.ps.as_ref().and_then(|ps| ps.fd), Some(5));
         assert_eq!(p.opts.log_file(), "restore.log");
+    }
+
+    #[test]
+    fn restore_options() {
+        let dir = std::env::temp_dir();
+        let p = Options::new()
+            .images_dir(&dir)
+            .leave_stopped(true)
+            .rst_sibling(true)
+            .tcp_close(true)
+            .cgroup_root(None, "/reel-sandboxes/a")
+            .cgroup_root(Some("memory"), "/reel-sandboxes/a")
+            .lsm_profile("apparmor:unconfined")
+            .prepare(Request::Restore, false)
+            .unwrap();
+        let o = &p.opts;
+        assert!(o.leave_stopped() && o.rst_sibling() && o.tcp_close());
+        assert_eq!(o.cg_root.len(), 2);
+        assert!(o.cg_root[0].ctrl.is_none());
+        assert_eq!(o.cg_root[1].ctrl.as_deref(), Some("memory"));
+        assert_eq!(o.cg_root[1].path, "/reel-sandboxes/a");
+        assert_eq!(o.lsm_profile(), "apparmor:unconfined");
     }
 }

@@ -1,0 +1,468 @@
+//! Extracting members of an archive (plain or zstd tar) into a private directory, each one
+//! checked against the manifest's SHA-256 as it is written.
+//!
+//! Archives come from compromised containers, so extraction is bounded and path-checked:
+//!
+//! * only the members the caller asks for are written, and only if they are regular files
+//!   named `checkpoint/<flat name>` (written to `<dest>/checkpoint/<name>`) or a top-level name
+//!   without `/` (written to `<dest>/<name>`); `.`, `..`, empty names and anything with a
+//!   second `/` are refused, so no member can leave `dest`;
+//! * files are created with `O_EXCL | O_NOFOLLOW`, mode 0600, in directories reel creates
+//!   (0700): a member named twice, or a name planted as a symlink, is an error;
+//! * the number of members and the bytes written are bounded ([`ExtractLimits`]);
+//! * every written member's size and SHA-256 must match the manifest (the last member, read
+//!   at the end of the same single pass); a member missing from the manifest, or a manifest
+//!   that is missing or too large, fails the extraction.
+//!
+//! On error the caller removes `dest` (whatever was written is not trustworthy).
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::reader::{decoded, parse_manifest};
+use super::{ArchiveError, HashingWriter, Manifest, CHECKPOINT_DIR, MANIFEST_NAME};
+
+/// Bounds on what one extraction may write.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractLimits {
+    /// Total bytes of the members written.
+    pub max_bytes: u64,
+    /// Members read (wanted or not).
+    pub max_members: usize,
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        ExtractLimits {
+            max_bytes: 1 << 40,
+            max_members: 1_000_000,
+        }
+    }
+}
+
+/// One member written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractedMember {
+    /// The member's name in the archive.
+    pub name: String,
+    /// Where it was written.
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// What [`extract_members`] wrote, checked against the manifest.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub manifest: Manifest,
+    pub members: Vec<ExtractedMember>,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+impl Extracted {
+    /// Where member `name` was written, if it was.
+    pub fn path_of(&self, name: &str) -> Option<&Path> {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.path.as_path())
+    }
+}
+
+/// Where a member name goes under `dest`, or why it may not be written.
+fn target_of(dest: &Path, name: &str) -> Result<PathBuf, &'static str> {
+    let flat = |n: &str| -> Result<(), &'static str> {
+        if n.is_empty() || n == "." || n == ".." || n.contains('/') || n.contains('\0') {
+            Err("not a plain file name")
+        } else {
+            Ok(())
+        }
+    };
+    match name.strip_prefix(CHECKPOINT_DIR) {
+        Some(file) => {
+            flat(file)?;
+            Ok(dest.join("checkpoint").join(file))
+        }
+        None => {
+            flat(name)?;
+            Ok(dest.join(name))
+        }
+    }
+}
+
+/// Extracts the members `wanted` accepts from the archive file `archive` (plain or zstd tar)
+/// into `dest` (created 0700 if missing; `dest/checkpoint/` for the images) and checks each
+/// against the manifest. See the module documentation for what is refused.
+pub fn extract_members(
+    archive: &Path,
+    dest: &Path,
+    wanted: impl Fn(&str) -> bool,
+    limits: ExtractLimits,
+) -> Result<Extracted, ArchiveError> {
+    let file = File::open(archive).map_err(|e| ArchiveError::io("opening", archive, e))?;
+    extract_from(file, archive, dest, wanted, limits)
+}
+
+fn private_dir(path: &Path) -> Result<(), ArchiveError> {
+    match DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(ArchiveError::io("creating", path, e)),
+    }
+}
+
+fn extract_from<R: Read>(
+    r: R,
+    archive: &Path,
+    dest: &Path,
+    wanted: impl Fn(&str) -> bool,
+    limits: ExtractLimits,
+) -> Result<Extracted, ArchiveError> {
+    let read_err = |source| ArchiveError::Read {
+        path: archive.to_owned(),
+        source,
+    };
+    private_dir(dest)?;
+    let (_, body) = decoded(r).map_err(read_err)?;
+    let mut tar = tar::Archive::new(body);
+    let mut written: Vec<(ExtractedMember, String)> = Vec::new();
+    let mut manifest = None;
+    let mut bytes = 0u64;
+    let mut count = 0usize;
+    for entry in tar.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        count += 1;
+        if count > limits.max_members {
+            return Err(bad(
+                archive,
+                format!("more than {} members", limits.max_members),
+            ));
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if name == MANIFEST_NAME {
+            if manifest.is_some() {
+                return Err(bad(archive, format!("{MANIFEST_NAME} appears twice")));
+            }
+            manifest = Some(parse_manifest(&mut entry, archive)?);
+            continue;
+        }
+        if !wanted(&name) || (name == CHECKPOINT_DIR && entry.header().entry_type().is_dir()) {
+            continue;
+        }
+        if !entry.header().entry_type().is_file() {
+            return Err(bad(archive, format!("member {name} is not a regular file")));
+        }
+        let path = target_of(dest, &name)
+            .map_err(|why| bad(archive, format!("member name {name:?}: {why}")))?;
+        if name.starts_with(CHECKPOINT_DIR) {
+            private_dir(&dest.join("checkpoint"))?;
+        }
+        let size = entry.size();
+        if bytes.saturating_add(size) > limits.max_bytes {
+            return Err(bad(
+                archive,
+                format!(
+                    "the members to extract exceed {} bytes (at {name})",
+                    limits.max_bytes
+                ),
+            ));
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| ArchiveError::io("creating", &path, e))?;
+        let (sha, got) = copy_hashed(&mut entry, file, size, &path)
+            .map_err(|e| e.unwrap_or_else(|| read_err(io::ErrorKind::UnexpectedEof.into())))?;
+        bytes += got;
+        written.push((
+            ExtractedMember {
+                name,
+                path,
+                size: got,
+            },
+            sha,
+        ));
+    }
+    let manifest = manifest.ok_or_else(|| ArchiveError::NoManifest {
+        path: archive.to_owned(),
+    })?;
+    for (m, sha) in &written {
+        match manifest.member(&m.name) {
+            None => {
+                return Err(bad(
+                    archive,
+                    format!("member {} is not in the manifest", m.name),
+                ))
+            }
+            Some(d) if d.size != m.size || d.sha256 != *sha => {
+                return Err(bad(
+                    archive,
+                    format!(
+                        "member {} does not match the manifest (size {} vs {}, sha256 {sha} vs {})",
+                        m.name, m.size, d.size, d.sha256
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Extracted {
+        manifest,
+        members: written.into_iter().map(|(m, _)| m).collect(),
+        bytes,
+    })
+}
+
+/// Members at least this large are hashed on another thread while they are written.
+const PARALLEL_HASH_BYTES: u64 = 8 << 20;
+/// The chunk a member is copied in.
+const CHUNK: usize = 1 << 20;
+
+/// Copies `size` bytes of `entry` to `file`, hashing them; returns the SHA-256 and the bytes
+/// copied. A large member is hashed on another thread (the other core) while this one reads
+/// and writes. `Err(None)` when the entry ended early.
+fn copy_hashed<R: Read>(
+    entry: &mut R,
+    mut file: File,
+    size: u64,
+    path: &Path,
+) -> Result<(String, u64), Option<ArchiveError>> {
+    let write_err = |e| Some(ArchiveError::io("writing", path, e));
+    let read_chunk =
+        |entry: &mut R, buf: &mut Vec<u8>, left: u64| -> Result<usize, Option<ArchiveError>> {
+            let want = CHUNK.min(usize::try_from(left).unwrap_or(usize::MAX));
+            buf.resize(want, 0);
+            let mut got = 0;
+            while got < want {
+                match entry.read(&mut buf[got..]) {
+                    Ok(0) => return Err(None),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Some(ArchiveError::Read {
+                            path: path.to_owned(),
+                            source: e,
+                        }))
+                    }
+                }
+            }
+            Ok(got)
+        };
+    if size < PARALLEL_HASH_BYTES {
+        let mut out = HashingWriter::new(file);
+        let mut buf = Vec::new();
+        let mut left = size;
+        while left > 0 {
+            let n = read_chunk(entry, &mut buf, left)?;
+            out.write_all(&buf[..n]).map_err(write_err)?;
+            left -= n as u64;
+        }
+        let (sha, got, _) = out.finish();
+        return Ok((sha, got));
+    }
+    use sha2::Digest;
+    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut h = sha2::Sha256::new();
+            for c in chunks {
+                h.update(&c);
+                let _ = give_back.send(c);
+            }
+            hex::encode(h.finalize())
+        });
+        let mut left = size;
+        let copied = (|| {
+            while left > 0 {
+                let mut buf = spare.try_recv().unwrap_or_default();
+                let n = read_chunk(entry, &mut buf, left)?;
+                file.write_all(&buf[..n]).map_err(write_err)?;
+                left -= n as u64;
+                if to_hasher.send(buf).is_err() {
+                    return Err(write_err(io::Error::other("the hashing thread ended")));
+                }
+            }
+            Ok(())
+        })();
+        drop(to_hasher);
+        let sha = hasher
+            .join()
+            .map_err(|_| write_err(io::Error::other("the hashing thread panicked")))?;
+        copied.map(|()| (sha, size))
+    })
+}
+
+fn bad(path: &Path, reason: String) -> ArchiveError {
+    tracing::warn!(path = %path.display(), %reason, "refusing to extract");
+    ArchiveError::BadManifest {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Removes what an extraction wrote (for callers that give up).
+pub fn remove_extracted(dest: &Path) {
+    if let Err(e) = fs::remove_dir_all(dest) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %dest.display(), error = %e, "cannot remove extracted files");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(members: &[(&str, &[u8])], manifest: Option<Vec<u8>>) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_entry_type(tar::EntryType::Regular);
+            // Bypass the tar crate's own path checks: hostile archives do not use it.
+            let bytes = name.as_bytes();
+            h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        };
+        for (n, d) in members {
+            add(n, d);
+        }
+        if let Some(m) = manifest {
+            add(MANIFEST_NAME, &m);
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn manifest_for(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let list: Vec<serde_json::Value> = members
+            .iter()
+            .map(|(n, d)| {
+                serde_json::json!({"name": n, "size": d.len(), "sha256": super::super::sha256_hex(d)})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "schema_version": 2, "reel_version": "0", "checkpoint_id": "x",
+            "created": "2026-01-01T00:00:00Z",
+            "created_by": {"uid": 0, "user": "root"}, "node": "n", "criu_version": "4.2",
+            "container": {"name": "c", "id": "i", "runtime": "runc"},
+            "rootfs_diff": {"kind": "none", "reason": "test"},
+            "members": list
+        }))
+        .unwrap()
+    }
+
+    fn run(data: Vec<u8>, dest: &Path) -> Result<Extracted, ArchiveError> {
+        extract_from(
+            &data[..],
+            Path::new("t.tar"),
+            dest,
+            |n| n.starts_with("checkpoint/") || n == "rootfs-diff.tar" || n.contains(".."),
+            ExtractLimits::default(),
+        )
+    }
+
+    #[test]
+    fn extracts_and_checks_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let members: &[(&str, &[u8])] = &[
+            ("checkpoint/a.img", b"abc"),
+            ("rootfs-diff.tar", b""),
+            ("dump.log", b"x"),
+        ];
+        let got = run(tar_with(members, Some(manifest_for(members))), dir.path()).unwrap();
+        assert_eq!(got.members.len(), 2);
+        assert_eq!(
+            fs::read(dir.path().join("checkpoint/a.img")).unwrap(),
+            b"abc"
+        );
+        assert!(!dir.path().join("dump.log").exists());
+    }
+
+    #[test]
+    fn large_members_are_hashed_alongside() {
+        let big: Vec<u8> = (0..(9 << 20) + 123).map(|i| (i % 251) as u8).collect();
+        let members: &[(&str, &[u8])] = &[("checkpoint/pages-1.img", &big)];
+        let dir = tempfile::tempdir().unwrap();
+        let got = run(tar_with(members, Some(manifest_for(members))), dir.path()).unwrap();
+        assert_eq!(got.bytes, big.len() as u64);
+        assert_eq!(
+            fs::read(dir.path().join("checkpoint/pages-1.img")).unwrap(),
+            big
+        );
+        let mut bad = big.clone();
+        bad[5 << 20] ^= 1;
+        let dir = tempfile::tempdir().unwrap();
+        let tampered: &[(&str, &[u8])] = &[("checkpoint/pages-1.img", &bad)];
+        let e = run(tar_with(tampered, Some(manifest_for(members))), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn refuses_tampering_and_escapes() {
+        let members: &[(&str, &[u8])] = &[("checkpoint/a.img", b"abc")];
+        let good = manifest_for(members);
+        // Content changed after the manifest was written.
+        let dir = tempfile::tempdir().unwrap();
+        let e = run(
+            tar_with(&[("checkpoint/a.img", b"abd")], Some(good.clone())),
+            dir.path(),
+        );
+        assert!(e.unwrap_err().to_string().contains("does not match"));
+        // No manifest.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(run(tar_with(members, None), dir.path()).is_err());
+        // Names that would leave the target.
+        for name in ["checkpoint/../x", "checkpoint/a/b", "../x", "checkpoint/.."] {
+            let dir = tempfile::tempdir().unwrap();
+            let m: &[(&str, &[u8])] = &[(name, b"abc")];
+            let e = run(tar_with(m, Some(manifest_for(m))), dir.path()).unwrap_err();
+            assert!(e.to_string().contains("member name"), "{name}: {e}");
+            assert!(!dir.path().parent().unwrap().join("x").exists());
+        }
+        // A member not in the manifest.
+        let dir = tempfile::tempdir().unwrap();
+        let e = run(
+            tar_with(
+                &[("checkpoint/a.img", b"abc"), ("checkpoint/b.img", b"")],
+                Some(good),
+            ),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not in the manifest"), "{e}");
+        // Bounded.
+        let dir = tempfile::tempdir().unwrap();
+        let e = extract_from(
+            &tar_with(members, Some(manifest_for(members)))[..],
+            Path::new("t.tar"),
+            dir.path(),
+            |_| true,
+            ExtractLimits {
+                max_bytes: 2,
+                max_members: 10,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("exceed"), "{e}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for data in [
+            vec![0u8; 10],
+            vec![0x28, 0xB5, 0x2F, 0xFD, 1, 2, 3],
+            b"hello".repeat(200),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            assert!(run(data, dir.path()).is_err());
+        }
+    }
+}
