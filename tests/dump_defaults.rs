@@ -161,17 +161,33 @@ fn host_rules() -> String {
         .join("\n")
 }
 
-/// The ghost file image holding the deleted file's contents.
+/// Whether a ghost file image of the archive holds exactly `want` (its contents put together
+/// from the image, whole or in chunks, with reel's image reader).
 fn ghost_contents_found(archive: &restore::Archive, want: &[u8]) -> bool {
+    use criu_sys::proto::GhostChunkEntry;
+    use reel_core::criu::image::{ImageReader, MessageType};
     archive
         .members
         .iter()
         .filter(|m| m.name.starts_with("checkpoint/ghost-file-"))
         .any(|m| {
-            m.data
-                .windows(64)
-                .position(|w| w == &want[..64])
-                .is_some_and(|at| m.data.get(at..at + want.len()) == Some(want))
+            let mut image = ImageReader::from_bytes(&m.data, m.name.clone()).unwrap();
+            let mut file = vec![0u8; want.len()];
+            let mut filled = 0usize;
+            while let Some(mut e) = image.next_entry().unwrap() {
+                let at = match e.message_type() {
+                    MessageType::GhostChunkEntry => e.decode::<GhostChunkEntry>().unwrap().off,
+                    _ => 0,
+                };
+                let data = e.read_payload(1 << 30).unwrap();
+                let at = at as usize;
+                if at + data.len() > file.len() {
+                    return false;
+                }
+                file[at..at + data.len()].copy_from_slice(&data);
+                filled += data.len();
+            }
+            filled == want.len() && file == want
         })
 }
 
