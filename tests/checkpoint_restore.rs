@@ -220,35 +220,6 @@ fn check_checkpoint(reel: &Reel, created: &Value, want: &Expect) -> Archive {
     archive
 }
 
-/// The regular files the dumped tasks had open or mapped, as `files.img` records them:
-/// (path inside the container without the leading `/`, size CRIU will insist on at restore).
-fn regular_files(images: &Path) -> Vec<(String, Option<u64>)> {
-    use criu_sys::proto::FileEntry;
-    use reel_core::criu::image::{ImageKind, ImageReader};
-
-    let mut image = ImageReader::open(&images.join("files.img")).expect("files.img");
-    assert_eq!(image.kind(), ImageKind::Files);
-    let entries: Vec<FileEntry> = image.read_entries().expect("files.img's entries");
-    let mut out = Vec::new();
-    for e in entries {
-        if let Some(r) = e.reg.as_ref() {
-            out.push((r.name.trim_start_matches('/').to_string(), r.size));
-        }
-    }
-    out
-}
-
-/// The size CRIU recorded for the open file `path` (inside the container).
-fn dumped_size(images: &Path, path: &str) -> u64 {
-    let want = path.trim_start_matches('/');
-    let files = regular_files(images);
-    files
-        .iter()
-        .find(|(n, _)| n == want)
-        .and_then(|(_, s)| *s)
-        .unwrap_or_else(|| panic!("files.img records no size for {path}: {files:?}"))
-}
-
 /// Test 1: checkpoint a runc or crun container running the counter, check it runs on and the
 /// archive is complete, then restore it with runc into a new container and check the counter
 /// resumes from where it was dumped.
@@ -306,7 +277,7 @@ fn counter_checkpoint_and_restore(runtime: Oci, in_pod: bool) {
     // Restore into a new container with runc, from a copy of the bundle made once the original
     // is stopped (its counter file is rewritten all the time).
     let images = archive.unpack_images(&reel.scratch("unpacked"));
-    let size = dumped_size(&images, "/tmp/counter");
+    let size = reel_e2e::dumped_size(&images, "/tmp/counter");
     c.kill();
     let new_id = kit::unique_name(&format!("restored-{}", runtime.binary()));
     let (dir, new_bundle) = restore::copy_bundle(&bundle_dir, &new_id);
@@ -667,7 +638,7 @@ fn bind_mounts_and_masked_file_checkpoint_and_restore() {
     }
 
     let images = archive.unpack_images(&reel.scratch("unpacked"));
-    let size = dumped_size(&images, "/data/counter");
+    let size = reel_e2e::dumped_size(&images, "/data/counter");
     c.kill();
     let new_id = kit::unique_name("restored-mounts");
     let (dir, new_bundle) = restore::copy_bundle(&bundle_dir, &new_id);

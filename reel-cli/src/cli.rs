@@ -157,6 +157,8 @@ pub enum GetNoun {
 
 #[derive(Debug, Args)]
 pub struct GetCapabilities {
+    #[command(flatten)]
+    pub endpoints: Endpoints,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -231,6 +233,58 @@ pub struct DumpFlags {
     pub freezer: FreezerChoice,
 }
 
+/// How the checkpoint is taken, and where the methods reach their runtimes.
+#[derive(Debug, Args, Clone)]
+pub struct MethodFlags {
+    /// How to checkpoint: direct (reel drives CRIU), containerd (containerd's task
+    /// checkpoint), crio (the CRI CheckpointContainer call), k8s-api (the kubelet through the
+    /// API server), or auto: direct when the container is on this host and reel can checkpoint
+    /// it, else k8s-api when a cluster is configured.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+}
+
+/// Where the methods reach containerd, the CRI runtime and the kubelet.
+#[derive(Debug, Args, Clone)]
+pub struct Endpoints {
+    /// containerd's socket (--method containerd).
+    #[arg(
+        long,
+        env = "REEL_CONTAINERD_SOCKET",
+        value_name = "PATH",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_socket: PathBuf,
+    /// The CRI runtime's socket (--method crio): CRI-O's, or containerd 2.x's.
+    #[arg(
+        long,
+        env = "REEL_CRI_SOCKET",
+        value_name = "PATH",
+        default_value = "/var/run/crio/crio.sock"
+    )]
+    pub cri_socket: PathBuf,
+    /// Call the kubelet directly (https://NODE:10250) instead of through the API server's node
+    /// proxy (--method k8s-api; the kubeconfig's credentials must be allowed nodes/checkpoint).
+    #[arg(long, value_name = "URL")]
+    pub kubelet: Option<String>,
+    /// This host's Kubernetes node name (default: $NODE_NAME, else the host name): a k8s-api
+    /// checkpoint of a pod on this node is imported, one elsewhere is only recorded.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MethodArg {
+    Auto,
+    Direct,
+    Containerd,
+    Crio,
+    #[value(name = "k8s-api")]
+    K8sApi,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum FreezerChoice {
     Auto,
@@ -249,6 +303,8 @@ pub struct CreateCheckpoint {
     pub namespace: Option<String>,
     #[command(flatten)]
     pub dump: DumpFlags,
+    #[command(flatten)]
+    pub methods: MethodFlags,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -344,6 +400,8 @@ pub struct ExportCheckpoint {
     pub keep: bool,
     #[command(flatten)]
     pub dump: DumpFlags,
+    #[command(flatten)]
+    pub methods: MethodFlags,
     /// S3 region (default: from the environment or the AWS config, else us-east-1).
     #[arg(long, value_name = "REGION")]
     pub s3_region: Option<String>,

@@ -55,6 +55,8 @@ pub struct Probe {
     pub criu: Option<PathBuf>,
     /// Where discovery looks for runtimes.
     pub discovery: crate::discovery::DiscoveryConfig,
+    /// Where the methods reach containerd, the CRI runtime and the cluster.
+    pub methods: crate::checkpoint::MethodConfig,
 }
 
 /// Look at this host.
@@ -69,7 +71,7 @@ pub fn probe(p: &Probe) -> Report {
     items.push(runtimes_item(&p.discovery));
 
     let possible = !items.iter().any(|i| i.status == Status::Missing);
-    let methods = vec![item(
+    let mut methods = vec![item(
         "direct",
         if possible {
             Status::Ok
@@ -83,6 +85,9 @@ pub fn probe(p: &Probe) -> Report {
             Some("fix the items marked missing")
         },
     )];
+    methods.push(containerd_item(&p.methods));
+    methods.push(crio_item(&p.methods));
+    methods.push(k8s_item(&p.methods));
     Report {
         checkpoint_possible: possible,
         methods,
@@ -377,5 +382,124 @@ fn runtimes_item(cfg: &crate::discovery::DiscoveryConfig) -> Item {
             }
         }
         Err(e) => item("runtimes", Status::Warning, e.to_string(), None),
+    }
+}
+
+/// containerd's API: the socket answers, and its version (Tasks/Checkpoint with an image path
+/// exists since 1.6).
+fn containerd_item(m: &crate::checkpoint::MethodConfig) -> Item {
+    use crate::rpc::containerd::Client;
+    let sock = m.containerd_socket.display();
+    match Client::connect(&m.containerd_socket, "default").and_then(|c| c.version()) {
+        Ok(v) => item(
+            "containerd",
+            Status::Ok,
+            format!(
+                "containerd {} at {sock}: task checkpoint (Tasks/Checkpoint) into reel's staging directory",
+                v.version
+            ),
+            None,
+        ),
+        Err(e) => item(
+            "containerd",
+            Status::Missing,
+            e.to_string(),
+            Some("start containerd, or name its socket with --containerd-socket"),
+        ),
+    }
+}
+
+/// The CRI runtime: its name and version, and whether it implements CheckpointContainer (a
+/// real call for a container id that cannot exist, into a directory that does not: nothing is
+/// checkpointed or written).
+fn crio_item(m: &crate::checkpoint::MethodConfig) -> Item {
+    use crate::rpc::cri::Client;
+    use tonic::Code;
+    let sock = m.cri_socket.display();
+    let client = match Client::connect(&m.cri_socket) {
+        Ok(c) => c,
+        Err(e) => {
+            return item(
+                "crio",
+                Status::Missing,
+                e.to_string(),
+                Some("start CRI-O, or name the CRI socket with --cri-socket"),
+            )
+        }
+    };
+    let who = match client.version() {
+        Ok(v) => format!("{} {}", v.runtime_name, v.runtime_version),
+        Err(e) => return item("crio", Status::Missing, e.to_string(), None),
+    };
+    let probe_id = format!("reel-capability-probe-{}", std::process::id());
+    let nowhere = std::path::Path::new("/nonexistent/reel-capability-probe/x.tar");
+    match client.checkpoint(&probe_id, nowhere, std::time::Duration::from_secs(5)) {
+        Err(e) if e.code() == Some(Code::Unimplemented) => item(
+            "crio",
+            Status::Missing,
+            format!("{who} at {sock}: CheckpointContainer is not implemented"),
+            Some("this runtime cannot checkpoint through the CRI (containerd 1.6/1.7): use --method containerd or --method direct"),
+        ),
+        Err(e) if e.message().is_some_and(|m| m.contains(crate::checkpoint::CRIU_SUPPORT_OFF)) => item(
+            "crio",
+            Status::Missing,
+            format!("{who} at {sock}: checkpoint/restore support is off"),
+            Some("enable_criu_support = true in [crio.runtime] of crio.conf, then restart CRI-O"),
+        ),
+        Err(e) => item(
+            "crio",
+            Status::Ok,
+            format!(
+                "{who} at {sock}: CheckpointContainer is implemented (an unknown container got {:?})",
+                e.code().unwrap_or(Code::Unknown)
+            ),
+            None,
+        ),
+        Ok(()) => item(
+            "crio",
+            Status::Warning,
+            format!("{who} at {sock}: CheckpointContainer accepted an unknown container"),
+            None,
+        ),
+    }
+}
+
+/// The cluster: configured, its version, and whether this identity may reach the kubelet's
+/// checkpoint API.
+fn k8s_item(m: &crate::checkpoint::MethodConfig) -> Item {
+    match crate::checkpoint::kubelet::cluster_access(m.kubelet.is_some()) {
+        Ok(crate::checkpoint::kubelet::ClusterAccess {
+            url,
+            version,
+            allowed,
+        }) => {
+            let denied: Vec<&str> = allowed
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .map(|(w, _)| w.as_str())
+                .collect();
+            let list = allowed
+                .iter()
+                .map(|(w, ok)| format!("create {w}: {}", yes(*ok)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            item(
+                "k8s-api",
+                if denied.is_empty() {
+                    Status::Ok
+                } else {
+                    Status::Missing
+                },
+                format!("{url} ({version}); {list}"),
+                (!denied.is_empty())
+                    .then_some("bind your identity to a ClusterRole allowing create on nodes/proxy (and nodes/checkpoint with --kubelet)"),
+            )
+        }
+        Err(e) => item(
+            "k8s-api",
+            Status::Missing,
+            e.to_string(),
+            Some("set KUBECONFIG or write ~/.kube/config"),
+        ),
     }
 }

@@ -23,6 +23,8 @@ pub enum Error {
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Rpc(#[from] crate::rpc::RpcError),
 }
 
 /// `Result` with reel-core's [`Error`].

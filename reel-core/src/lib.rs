@@ -11,6 +11,7 @@
 //! * [`store`]: the local checkpoint store (`<id>.tar` + `<id>.tar.sha256`).
 //! * [`checkpoint`]: the runc-compatible dump of a container, tying the modules together.
 //! * [`export`]: a checkpoint as one archive (plain or zstd) to a file, stdout or S3.
+//! * [`rpc`]: gRPC to the runtimes' own APIs (containerd, the CRI), for the checkpoint methods.
 //! * [`capabilities`]: whether checkpoints can work on this host, item by item.
 //! * [`sandbox`]: a checkpoint restored as a live copy in a sealed sandbox.
 //!
@@ -27,6 +28,7 @@ pub mod export;
 pub mod host;
 pub mod lock;
 pub mod oci;
+pub mod rpc;
 pub mod sandbox;
 pub mod signals;
 pub mod store;

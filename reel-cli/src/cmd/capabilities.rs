@@ -8,6 +8,7 @@ use crate::output::{print, Table};
 pub fn run(cli: &Cli, args: &GetCapabilities) -> anyhow::Result<()> {
     let report = probe(&Probe {
         criu: cli.criu.clone(),
+        methods: super::method_config(&args.endpoints),
         ..Probe::default()
     });
     print(args.output, &report, || {

@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reel_core::cgroups::Preference;
-use reel_core::checkpoint::{CheckpointOptions, Outcome, Output as Sink, Target};
+use reel_core::checkpoint::{
+    CheckpointOptions, KubeletCheckpoint, Method, MethodChoice, Outcome, Output as Sink, Target,
+};
 use reel_core::export::NoProgress;
 use serde::Serialize;
 
-use crate::cli::{Cli, CreateCheckpoint, DumpFlags, FreezerChoice, Output};
+use crate::cli::{Cli, CreateCheckpoint, DumpFlags, FreezerChoice, MethodArg, MethodFlags, Output};
 use crate::hints::usage;
 use crate::output::human_bytes;
 
-/// The dump flags as reel-core options.
-pub fn options(flags: &DumpFlags) -> anyhow::Result<CheckpointOptions> {
+/// The dump flags and `--method` as reel-core options.
+pub fn options(flags: &DumpFlags, methods: &MethodFlags) -> anyhow::Result<CheckpointOptions> {
     let timeout = parse_timeout(&flags.timeout)?;
     let ghost_limit = crate::output::parse_size(&flags.ghost_limit)
         .filter(|l| *l <= reel_core::checkpoint::MAX_GHOST_LIMIT)
@@ -25,6 +27,13 @@ pub fn options(flags: &DumpFlags) -> anyhow::Result<CheckpointOptions> {
             ))
         })?;
     Ok(CheckpointOptions {
+        method: match methods.method {
+            MethodArg::Auto => MethodChoice::Auto,
+            MethodArg::Direct => MethodChoice::Use(Method::Direct),
+            MethodArg::Containerd => MethodChoice::Use(Method::Containerd),
+            MethodArg::Crio => MethodChoice::Use(Method::Crio),
+            MethodArg::K8sApi => MethodChoice::Use(Method::K8sApi),
+        },
         tcp_established: flags.tcp_established,
         ghost_limit,
         file_locks: flags.file_locks,
@@ -64,7 +73,14 @@ fn parse_timeout(s: &str) -> anyhow::Result<Duration> {
 #[derive(Debug, Serialize)]
 struct Created<'a> {
     id: &'a str,
+    /// The method that took it.
+    method: Method,
     path: Option<&'a std::path::Path>,
+    /// Taken by the kubelet on another node: where it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a KubeletCheckpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_version: Option<&'a str>,
     sha256: &'a str,
     size: u64,
     namespace: &'a str,
@@ -85,9 +101,15 @@ impl<'a> From<&'a Outcome> for Created<'a> {
     fn from(o: &'a Outcome) -> Self {
         Created {
             id: &o.id,
+            method: o.method,
             path: o.stored.as_ref().map(|s| s.path.as_path()),
-            sha256: &o.archive.sha256,
-            size: o.archive.archive_bytes,
+            remote: o.remote.as_ref(),
+            runtime_version: o
+                .method_record
+                .as_ref()
+                .and_then(|r| r.runtime_version.as_deref()),
+            sha256: o.archive.as_ref().map(|a| a.sha256.as_str()).unwrap_or(""),
+            size: o.archive.as_ref().map(|a| a.archive_bytes).unwrap_or(0),
             namespace: &o.namespace,
             pod: &o.pod,
             container: &o.container,
@@ -110,11 +132,11 @@ pub fn run(cli: &Cli, args: &CreateCheckpoint) -> anyhow::Result<()> {
         pod: args.pod.clone(),
         container: args.container.clone(),
     };
-    let opts = options(&args.dump)?;
-    super::require_root("checkpointing a container")?;
-    let cp = super::checkpointer(cli)?;
+    let opts = options(&args.dump, &args.methods)?;
+    super::require_root_for(opts.method)?;
+    let cp = super::checkpointer(cli, &args.methods)?;
     if !cli.quiet && args.output == Output::Table {
-        eprintln!("Checkpointing {target} ...");
+        eprintln!("Checkpointing {target} (method {}) ...", opts.method);
     }
     let outcome = super::with_target(
         cp.run(&target, &opts, &Sink::Store, Arc::new(NoProgress)),
@@ -126,10 +148,22 @@ pub fn run(cli: &Cli, args: &CreateCheckpoint) -> anyhow::Result<()> {
         args.output,
         &created,
         |out| {
+            if let Some(r) = created.remote {
+                writeln!(out, "Checkpoint taken on node {}: {}", r.node, created.id)?;
+                writeln!(out, "  method k8s-api, archive on {} at {}", r.node, r.path)?;
+                if !cli.quiet {
+                    eprintln!(
+                        "  this host is not {}: run reel there to take the archive in",
+                        r.node
+                    );
+                }
+                return Ok(());
+            }
             writeln!(out, "Checkpoint created: {}", created.id)?;
             if !cli.quiet {
                 eprintln!(
-                    "  {} {}, frozen {} ms (CRIU {} ms), total {:.1} s{}",
+                    "  method {}, {} {}, frozen {} ms (CRIU {} ms), total {:.1} s{}",
+                    created.method,
                     created
                         .path
                         .map(|p| p.display().to_string())

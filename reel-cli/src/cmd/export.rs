@@ -21,6 +21,9 @@ use crate::output::human_bytes;
 #[derive(Debug, Serialize)]
 struct Summary {
     id: String,
+    /// The method that took a fresh checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<String>,
     destination: String,
     sha256: String,
     /// Archive size as written.
@@ -124,6 +127,14 @@ pub fn run(cli: &Cli, args: &ExportCheckpoint) -> anyhow::Result<()> {
     let summary = match &args.id {
         Some(id) => {
             let store = super::open_store(cli)?;
+            if let Some(r) = store.remote(id) {
+                anyhow::bail!(
+                    "checkpoint {id} was taken by the kubelet on node {} and its archive is there ({}): exporting it needs reel on {} (`reel export checkpoint --id` cannot fetch it from here)",
+                    r.node,
+                    r.path,
+                    r.node
+                );
+            }
             let exported = reel_core::export::export_stored(&store, id, &spec, reporter.clone())
                 .with_context(|| format!("exporting {id}"))?;
             Summary {
@@ -132,9 +143,9 @@ pub fn run(cli: &Cli, args: &ExportCheckpoint) -> anyhow::Result<()> {
             }
         }
         None => {
-            let opts = super::create::options(&args.dump)?;
-            super::require_root("checkpointing a container")?;
-            let cp = super::checkpointer(cli)?;
+            let opts = super::create::options(&args.dump, &args.methods)?;
+            super::require_root_for(opts.method)?;
+            let cp = super::checkpointer(cli, &args.methods)?;
             let target = Target {
                 namespace: args.namespace.clone().unwrap_or_else(|| "default".into()),
                 pod: args.pod.clone().unwrap_or_default(),
@@ -149,7 +160,7 @@ pub fn run(cli: &Cli, args: &ExportCheckpoint) -> anyhow::Result<()> {
                 ),
                 &target,
             )?;
-            Summary::from_outcome(&outcome)
+            Summary::from_outcome(&outcome)?
         }
     };
     reporter.clear();
@@ -180,11 +191,17 @@ impl Summary {
             kept: e.kept.as_ref().map(|k| k.path.clone()),
             left_frozen: false,
             captured: None,
+            method: None,
         }
     }
 
-    fn from_outcome(o: &Outcome) -> Summary {
-        Summary {
+    fn from_outcome(o: &Outcome) -> anyhow::Result<Summary> {
+        let archive = o
+            .archive
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("checkpoint {} has no archive here", o.id))?;
+        Ok(Summary {
+            method: Some(o.method.to_string()),
             frozen_ms: Some(o.frozen_ms),
             criu_frozen_ms: o.criu_frozen_ms,
             total_ms: o.total_ms,
@@ -194,8 +211,8 @@ impl Summary {
             kept: o.stored.as_ref().map(|k| k.path.clone()),
             left_frozen: o.left_frozen,
             captured: Some(o.captured),
-            ..Summary::from_exported(o.id.clone(), &o.archive)
-        }
+            ..Summary::from_exported(o.id.clone(), archive)
+        })
     }
 }
 
@@ -208,6 +225,9 @@ fn print(format: Output, s: &Summary, dest: &Destination, quiet: bool) -> anyhow
     };
     crate::output::print_to(&mut out, format, s, |out| {
         writeln!(out, "Checkpoint {} exported to {}", s.id, s.destination)?;
+        if let Some(m) = &s.method {
+            writeln!(out, "  method       {m}")?;
+        }
         writeln!(
             out,
             "  size         {} ({} uncompressed, ratio {:.2}, {})",

@@ -16,13 +16,31 @@ pub struct Row {
     pub created: Option<DateTime<Utc>>,
     pub size: u64,
     pub criu_frozen_ms: Option<u64>,
+    /// direct, containerd, crio or k8s-api.
+    pub method: Option<String>,
     pub path: std::path::PathBuf,
+    /// Taken by the kubelet on another node: that node (the path is the archive's there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
 
 pub fn rows(store: &reel_core::store::Store) -> anyhow::Result<Vec<Row>> {
-    Ok(store
+    let remote = store.remotes()?.into_iter().map(|r| Row {
+        id: r.id,
+        namespace: Some(r.namespace),
+        pod: Some(r.pod),
+        container: Some(r.container),
+        created: Some(r.created),
+        size: 0,
+        criu_frozen_ms: None,
+        method: Some(r.method),
+        path: r.path.into(),
+        node: Some(r.node),
+        problem: None,
+    });
+    let mut rows: Vec<Row> = store
         .list()?
         .into_iter()
         .map(|c| Row {
@@ -35,12 +53,17 @@ pub fn rows(store: &reel_core::store::Store) -> anyhow::Result<Vec<Row>> {
                 .as_ref()
                 .and_then(|s| s.criu_frozen_time_us)
                 .map(|u| u / 1000),
+            method: c.summary.as_ref().map(|s| s.method.clone()),
             id: c.id,
             size: c.size,
             path: c.path,
+            node: None,
             problem: c.problem,
         })
-        .collect())
+        .chain(remote)
+        .collect();
+    rows.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    Ok(rows)
 }
 
 pub fn run(cli: &Cli, args: &ListCheckpoint) -> anyhow::Result<()> {
@@ -72,6 +95,7 @@ pub fn run(cli: &Cli, args: &ListCheckpoint) -> anyhow::Result<()> {
             "CREATED",
             "SIZE",
             "FROZEN",
+            "METHOD",
         ]);
         for r in &list {
             let dash = || "-".to_string();
@@ -88,10 +112,14 @@ pub fn run(cli: &Cli, args: &ListCheckpoint) -> anyhow::Result<()> {
                 r.created
                     .map(|c| c.format("%Y-%m-%d %H:%M:%S").to_string())
                     .unwrap_or_else(dash),
-                human_bytes(r.size),
+                match &r.node {
+                    Some(n) => format!("on {n}"),
+                    None => human_bytes(r.size),
+                },
                 r.criu_frozen_ms
                     .map(|m| format!("{m} ms"))
                     .unwrap_or_else(dash),
+                r.method.clone().unwrap_or_else(dash),
             ]);
         }
         t

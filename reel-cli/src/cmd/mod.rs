@@ -46,12 +46,32 @@ pub fn open_store(cli: &Cli) -> anyhow::Result<Store> {
     Store::open(&root).with_context(|| format!("opening the checkpoint store {}", root.display()))
 }
 
-/// Says which container a failed checkpoint was of.
+/// Says which container a failed checkpoint was of; a dump flag the method cannot honour is
+/// a usage error, named by its flag.
 pub fn with_target<T>(
     r: reel_core::Result<T>,
     target: &reel_core::checkpoint::Target,
 ) -> anyhow::Result<T> {
+    use reel_core::checkpoint::CheckpointError;
+    if let Err(reel_core::Error::Checkpoint(CheckpointError::OptionNotHonoured {
+        method,
+        option,
+        honoured,
+    })) = &r
+    {
+        let flags: Vec<String> = honoured.iter().map(|o| flag_name(o)).collect();
+        return Err(crate::hints::usage(format!(
+            "{} cannot be used with --method {method}: it honours only {}",
+            flag_name(option),
+            flags.join(", ")
+        )));
+    }
     r.with_context(|| format!("checkpointing {target}"))
+}
+
+/// A dump option's flag (`tcp_established` -> `--tcp-established`).
+fn flag_name(option: &str) -> String {
+    format!("--{}", option.replace('_', "-"))
 }
 
 /// The CRIU reel will use: `--criu`/`$REEL_CRIU`, else the pinned one, else PATH.
@@ -65,13 +85,45 @@ pub fn criu(cli: &Cli) -> anyhow::Result<Criu> {
 
 /// A checkpointer with reel's CRIU, the store, discovery from the runtimes' state and the
 /// container locks.
-pub fn checkpointer(cli: &Cli) -> anyhow::Result<reel_core::checkpoint::Checkpointer> {
+pub fn checkpointer(
+    cli: &Cli,
+    methods: &crate::cli::MethodFlags,
+) -> anyhow::Result<reel_core::checkpoint::Checkpointer> {
     Ok(reel_core::checkpoint::Checkpointer {
+        methods: method_config(&methods.endpoints),
         criu: criu(cli)?,
         store: open_store(cli)?,
         discovery: reel_core::discovery::DiscoveryConfig::default(),
         locks: reel_core::lock::Locker::default(),
     })
+}
+
+/// `--containerd-socket`, `--cri-socket`, `--kubelet`, `--node-name` as the library's config.
+pub fn method_config(e: &crate::cli::Endpoints) -> reel_core::checkpoint::MethodConfig {
+    reel_core::checkpoint::MethodConfig {
+        containerd_socket: e.containerd_socket.clone(),
+        cri_socket: e.cri_socket.clone(),
+        kubelet: e.kubelet.clone(),
+        node_name: e.node_name.clone(),
+    }
+}
+
+/// Refuse early what only root can do: every method but k8s-api (a kubeconfig is enough) and
+/// auto (which falls back on k8s-api when reel cannot checkpoint here).
+pub fn require_root_for(method: reel_core::checkpoint::MethodChoice) -> anyhow::Result<()> {
+    use reel_core::checkpoint::{Method, MethodChoice};
+    match method {
+        MethodChoice::Use(Method::K8sApi) => Ok(()),
+        // Without root, auto can only go through a cluster.
+        MethodChoice::Auto
+            if nix::unistd::geteuid().is_root()
+                || reel_core::checkpoint::kubelet::cluster_config().is_ok() =>
+        {
+            Ok(())
+        }
+        MethodChoice::Auto => require_root("checkpointing a container"),
+        MethodChoice::Use(m) => require_root(&format!("checkpointing with --method {m}")),
+    }
 }
 
 /// Refuse early, with a clear message, what only root can do.
@@ -185,8 +237,51 @@ pub fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             _ => None,
         };
     }
+    if let Some(h) = method_hint(cause, core) {
+        return Some(h);
+    }
     if let Some(reel_core::Error::Lock(_)) = core {
         return Some("another reel is working on this container; wait for it and try again".into());
     }
     None
+}
+
+/// Hints for the methods' failures (the runtimes' and the cluster's answers).
+fn method_hint(
+    cause: &(dyn std::error::Error + 'static),
+    core: Option<&reel_core::Error>,
+) -> Option<String> {
+    use reel_core::checkpoint::{CheckpointError, KubeFailure, CRIU_SUPPORT_OFF};
+    let cp = cause.downcast_ref::<CheckpointError>().or(match core {
+        Some(reel_core::Error::Checkpoint(e)) => Some(e),
+        _ => None,
+    })?;
+    let unimplemented = "this runtime cannot checkpoint through the CRI (containerd 1.6/1.7): use --method containerd or --method direct";
+    let criu_off = "turn on CRI-O's CRIU support: enable_criu_support = true in [crio.runtime] of crio.conf, then restart CRI-O (or use --method direct)";
+    Some(match cp {
+        CheckpointError::CriUnimplemented { .. } => unimplemented.into(),
+        CheckpointError::CriCheckpointDisabled { .. } => criu_off.into(),
+        CheckpointError::NotContainerd { .. } => "use --method direct (or auto)".into(),
+        CheckpointError::NoMethod { .. } => "run reel as root on the container's node (direct), or give it a kubeconfig (KUBECONFIG, ~/.kube/config) for --method k8s-api".into(),
+        CheckpointError::ElsewhereExport { node, .. } => format!("run reel on node {node}, or `reel create checkpoint` here to record where the archive is"),
+        CheckpointError::Kube(k) => match k {
+            KubeFailure::NoCluster { .. } => "set KUBECONFIG or write ~/.kube/config".into(),
+            KubeFailure::Unauthorized { .. } => "the kubeconfig's credentials are not accepted: renew the token or certificate".into(),
+            KubeFailure::ForbiddenProxy { .. } => "the caller needs `create` on `nodes/proxy`: kubectl create clusterrole reel-checkpoint --verb=create --resource=nodes/proxy, then a clusterrolebinding to your user or service account".into(),
+            KubeFailure::ForbiddenKubelet { identity, direct: false, .. } => format!(
+                "the kubelet checks the API server's own kubelet-client identity ({}), which needs `create` on `nodes/checkpoint` (kubeadm's system:kubelet-api-admin lacks it): kubectl create clusterrole kubelet-checkpoint --verb=create --resource=nodes/checkpoint && kubectl create clusterrolebinding kubelet-checkpoint --clusterrole=kubelet-checkpoint --user={}",
+                identity.as_deref().unwrap_or("see the API server's --kubelet-client-certificate"),
+                identity.as_deref().unwrap_or("<kubelet-client user>")
+            ),
+            KubeFailure::ForbiddenKubelet { direct: true, .. } => "with --kubelet, your own identity needs `create` on `nodes/checkpoint` (a ClusterRole with that rule, bound to you)".into(),
+            KubeFailure::FeatureGateOff { .. } => "Kubernetes >= 1.30 has the ContainerCheckpoint feature on by default; before, start the kubelet with --feature-gates=ContainerCheckpoint=true (or use --method direct on the node)".into(),
+            KubeFailure::PodNotFound { namespace, .. } => format!("list the pods with `kubectl get pods -n {namespace}`"),
+            KubeFailure::ContainerNotFound { .. } | KubeFailure::AmbiguousContainer { .. } => "name one of the pod's containers: `reel create checkpoint POD CONTAINER -n NS`".into(),
+            KubeFailure::Timeout { .. } => "give the runtime more time with --timeout".into(),
+            KubeFailure::Runtime { message, .. } if message.contains("not implemented") || message.contains("Unimplemented") => unimplemented.into(),
+            KubeFailure::Runtime { message, .. } if message.contains(CRIU_SUPPORT_OFF) => criu_off.into(),
+            _ => return None,
+        },
+        _ => return None,
+    })
 }

@@ -6,8 +6,20 @@ use reel_core::discovery::{discover, DiscoveryConfig};
 use crate::cli::{Cli, GetWorkloads};
 use crate::output::{human_bytes, print, Table};
 
+/// A pod of the cluster, and whether this host can checkpoint it directly.
+#[derive(Debug, serde::Serialize)]
+struct PodRow {
+    #[serde(flatten)]
+    pod: reel_core::checkpoint::kubelet::ClusterPod,
+    /// Its containers run on this host and reel can checkpoint them here (`--method direct`).
+    direct: bool,
+}
+
 pub fn run(_cli: &Cli, args: &GetWorkloads) -> anyhow::Result<()> {
     let found = discover(&DiscoveryConfig::default()).context("discovering containers")?;
+    if let Ok(config) = reel_core::checkpoint::kubelet::cluster_config() {
+        return cluster(args, config, &found);
+    }
     for p in &found.problems {
         tracing::warn!(path = %p.path.display(), error = %p.error, "skipped a runtime state entry");
     }
@@ -75,4 +87,47 @@ pub fn run(_cli: &Cli, args: &GetWorkloads) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// With a cluster configured: the pods from the API server.
+fn cluster(
+    args: &GetWorkloads,
+    config: reel_core::checkpoint::kubelet::ClusterConfig,
+    found: &reel_core::discovery::Discovery,
+) -> anyhow::Result<()> {
+    let ns = super::selected_namespace(&args.ns);
+    let pods = reel_core::checkpoint::kubelet::cluster_pods(config, ns.as_deref())
+        .context("listing pods from the cluster")?;
+    let root = nix::unistd::geteuid().is_root();
+    let rows: Vec<PodRow> = pods
+        .into_iter()
+        .map(|p| {
+            let direct = root
+                && found
+                    .workloads()
+                    .any(|c| c.namespace == p.namespace && c.pod == p.pod && c.checkpointable);
+            PodRow { pod: p, direct }
+        })
+        .collect();
+    print(args.output, &rows, || {
+        let mut t = Table::new(vec![
+            "NAMESPACE",
+            "POD",
+            "CONTAINERS",
+            "NODE",
+            "PHASE",
+            "DIRECT",
+        ]);
+        for r in &rows {
+            t.row(vec![
+                r.pod.namespace.clone(),
+                r.pod.pod.clone(),
+                r.pod.containers.join(","),
+                r.pod.node.clone().unwrap_or_else(|| "-".into()),
+                r.pod.phase.clone().unwrap_or_else(|| "-".into()),
+                if r.direct { "yes" } else { "no" }.into(),
+            ]);
+        }
+        t
+    })
 }

@@ -82,6 +82,9 @@ pub enum ArchiveError {
         #[source]
         source: nix::Error,
     },
+    /// An archive a runtime wrote is not one reel accepts.
+    #[error("the runtime's archive {} is refused: {reason}", path.display())]
+    BadReceived { path: PathBuf, reason: String },
     /// Reading this node's host name failed.
     #[error("reading the host name: {0}")]
     Hostname(#[source] nix::Error),

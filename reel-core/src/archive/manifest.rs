@@ -58,6 +58,14 @@ pub enum RootfsDiffInfo {
         /// Paths listed in `deleted.files`.
         deleted: u64,
     },
+    /// The runtime took the checkpoint and its diff (`crio`, `k8s-api`): the members it
+    /// wrote are in the archive as received.
+    FromRuntime {
+        /// Who wrote them (`cri-o`, `containerd`, `kubelet`).
+        runtime: String,
+        /// Which of `rootfs-diff.tar` and `deleted.files` it wrote.
+        members: Vec<String>,
+    },
     /// No diff (empty `rootfs-diff.tar`, `[]` in `deleted.files`), and why.
     None {
         /// Why there is no diff.
@@ -88,6 +96,9 @@ pub struct ManifestFields {
     /// The dump options used, as the CRIU driver describes them.
     #[serde(default)]
     pub dump_options: BTreeMap<String, serde_json::Value>,
+    /// How the checkpoint was taken (absent in manifests from before methods: `direct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<crate::checkpoint::MethodRecord>,
     /// The container's base: the read-only layers under its writable one, so that a restore
     /// can rebuild the rootfs as base + `rootfs-diff.tar` - `deleted.files`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,6 +29,7 @@ mod hashing;
 mod manifest;
 pub mod prehash;
 mod reader;
+pub mod received;
 pub mod rfc3339;
 pub mod rootfs_diff;
 mod sidecar;
@@ -50,6 +51,7 @@ pub use reader::{
     detect_compression, index, read_manifest, read_manifest_from, Compression, IndexedMember,
     MAX_MANIFEST_BYTES, ZSTD_MAGIC,
 };
+pub use received::{criu_version_from_log, ReceivedArchive, ReceivedMember};
 pub use rootfs_diff::{
     stage_rootfs_diff, write_rootfs_diff, RootfsDiffListing, RootfsSource, StagedRootfsDiff,
 };

@@ -127,6 +127,23 @@ impl<W: Write> ArchiveWriter<W> {
         self.append_path(member, path)
     }
 
+    /// Writes the `checkpoint/` directory entry now (images may follow).
+    pub fn start_images(&mut self) -> Result<(), ArchiveError> {
+        self.ensure_images_phase(CHECKPOINT_DIR)
+    }
+
+    /// Appends exactly `size` bytes of `reader` as the image `checkpoint/<name>`.
+    pub fn append_image_reader<R: Read>(
+        &mut self,
+        name: &str,
+        size: u64,
+        reader: R,
+    ) -> Result<&MemberDigest, ArchiveError> {
+        let member = image_member_name(name)?;
+        self.ensure_images_phase(&member)?;
+        self.append_stream(member, size, reader, None, None)
+    }
+
     /// Appends one image from memory as `checkpoint/<name>` (e.g. a generated `descriptors.json`).
     pub fn append_image_bytes(
         &mut self,
@@ -192,21 +209,40 @@ impl<W: Write> ArchiveWriter<W> {
     ///
     /// Fails if `checkpoint/`, `config.dump`, `spec.dump` or the rootfs diff are missing.
     pub fn finish(mut self, fields: ManifestFields) -> Result<(Manifest, W), ArchiveError> {
-        for required in [
-            CHECKPOINT_DIR,
-            CONFIG_DUMP,
-            SPEC_DUMP,
-            ROOTFS_DIFF_TAR,
-            DELETED_FILES,
-        ] {
-            if !self.names.contains(required) {
-                return Err(ArchiveError::MissingMember(required));
-            }
-        }
+        self.require(&[ROOTFS_DIFF_TAR, DELETED_FILES])?;
         let rootfs_diff = self
             .rootfs
             .take()
             .ok_or(ArchiveError::MissingMember(ROOTFS_DIFF_TAR))?;
+        self.finish_with(fields, rootfs_diff)
+    }
+
+    /// Appends the manifest of an archive a runtime wrote (whose members were copied in as
+    /// received): `checkpoint/`, `config.dump` and `spec.dump` are required; the rootfs diff
+    /// is whatever the runtime wrote, described by `rootfs_diff`.
+    pub fn finish_received(
+        self,
+        fields: ManifestFields,
+        rootfs_diff: RootfsDiffInfo,
+    ) -> Result<(Manifest, W), ArchiveError> {
+        self.require(&[])?;
+        self.finish_with(fields, rootfs_diff)
+    }
+
+    fn require(&self, more: &[&'static str]) -> Result<(), ArchiveError> {
+        for required in [CHECKPOINT_DIR, CONFIG_DUMP, SPEC_DUMP].iter().chain(more) {
+            if !self.names.contains(*required) {
+                return Err(ArchiveError::MissingMember(required));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_with(
+        mut self,
+        fields: ManifestFields,
+        rootfs_diff: RootfsDiffInfo,
+    ) -> Result<(Manifest, W), ArchiveError> {
         let manifest = Manifest {
             schema_version: MANIFEST_SCHEMA_VERSION,
             reel_version: REEL_VERSION.to_owned(),

@@ -64,6 +64,10 @@ pub enum FreezerError {
         elapsed: Duration,
     },
 
+    /// The runtime asked to freeze the cgroup (containerd's `Pause`) failed.
+    #[error("cannot pause cgroup {}: {reason}", path.display())]
+    FreezeAction { path: PathBuf, reason: String },
+
     /// The watchdog process could not be started.
     #[error("cannot start the freeze watchdog for {}: {source}", path.display())]
     Watchdog {

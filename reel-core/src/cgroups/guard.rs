@@ -26,6 +26,7 @@ pub struct FreezeOptions {
     timeout: Duration,
     thaw_timeout: Duration,
     watchdog: bool,
+    resume_command: Vec<std::ffi::OsString>,
 }
 
 impl Default for FreezeOptions {
@@ -34,6 +35,7 @@ impl Default for FreezeOptions {
             timeout: Duration::from_secs(10),
             thaw_timeout: Duration::from_secs(10),
             watchdog: true,
+            resume_command: Vec::new(),
         }
     }
 }
@@ -55,6 +57,15 @@ impl FreezeOptions {
     /// cgroup frozen.
     pub fn watchdog(mut self, on: bool) -> Self {
         self.watchdog = on;
+        self
+    }
+
+    /// A command the watchdog runs first when it fires, before it thaws the cgroup itself:
+    /// for a cgroup a runtime froze on reel's request (containerd's `Pause`), the runtime's
+    /// own resume (e.g. `ctr --address SOCK -n NS tasks resume ID`), so that the runtime
+    /// hears of it.
+    pub fn resume_command(mut self, argv: Vec<std::ffi::OsString>) -> Self {
+        self.resume_command = argv;
         self
     }
 }
@@ -116,6 +127,42 @@ impl EntryState {
         }
         result
     }
+}
+
+/// Freezes by `action` (a runtime's pause) and waits for FROZEN; on failure thaws again
+/// (best effort), like [`CgroupFreezer::freeze`](super::CgroupFreezer::freeze).
+fn freeze_by(
+    cgroup: &dyn super::CgroupFreezer,
+    action: &mut dyn FnMut() -> std::result::Result<(), String>,
+    timeout: Duration,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let result = match action() {
+        Err(reason) => Err(FreezerError::FreezeAction {
+            path: cgroup.path().to_path_buf(),
+            reason,
+        }),
+        Ok(()) => loop {
+            match cgroup.state()? {
+                FreezerState::Frozen => break Ok(()),
+                state if started.elapsed() >= timeout => {
+                    break Err(FreezerError::FreezeTimeout {
+                        path: cgroup.path().to_path_buf(),
+                        state,
+                        attempts: 1,
+                        elapsed: started.elapsed(),
+                    })
+                }
+                _ => std::thread::sleep(Duration::from_millis(1)),
+            }
+        },
+    };
+    if result.is_err() {
+        if let Err(e) = cgroup.thaw(timeout) {
+            tracing::error!(cgroup = %cgroup.path().display(), error = %e, "cannot thaw after a failed pause");
+        }
+    }
+    result
 }
 
 /// Whether this process has a child that is not one of `watchdogs` (that is, a CRIU).
@@ -224,7 +271,11 @@ pub struct FreezeGuard {
 }
 
 impl FreezeGuard {
-    pub(crate) fn freeze(freezer: &Freezer, opts: &FreezeOptions) -> Result<FreezeGuard> {
+    pub(crate) fn freeze(
+        freezer: &Freezer,
+        opts: &FreezeOptions,
+        action: Option<&mut dyn FnMut() -> std::result::Result<(), String>>,
+    ) -> Result<FreezeGuard> {
         let cgroup = freezer.cgroup();
         let before = cgroup.state()?;
         if before != FreezerState::Thawed {
@@ -244,7 +295,7 @@ impl FreezeGuard {
 
         let watchdog = if opts.watchdog {
             let (file, value) = cgroup.thaw_instruction();
-            let w = Watchdog::spawn(&file, value).map_err(|source| {
+            let w = Watchdog::spawn_with(&file, value, &opts.resume_command).map_err(|source| {
                 tracing::error!(cgroup = %freezer.path().display(), error = %source, "cannot start the freeze watchdog");
                 FreezerError::Watchdog {
                     path: freezer.path().to_path_buf(),
@@ -285,7 +336,11 @@ impl FreezeGuard {
                 path: freezer.path().to_path_buf(),
             });
         }
-        if let Err(e) = cgroup.freeze(opts.timeout) {
+        let frozen = match action {
+            None => cgroup.freeze(opts.timeout),
+            Some(act) => freeze_by(cgroup, act, opts.timeout),
+        };
+        if let Err(e) = frozen {
             // freeze() already thawed; finish the watchdog according to the outcome.
             let thawed = matches!(cgroup.state(), Ok(FreezerState::Thawed));
             state.active = false;

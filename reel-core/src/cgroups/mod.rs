@@ -192,7 +192,19 @@ impl Freezer {
     /// [`was_frozen`](FreezeGuard::was_frozen) and leaves it frozen. If it is FREEZING
     /// (someone else's freeze in progress), the freeze is completed but not undone later.
     pub fn freeze_with(&self, options: &FreezeOptions) -> Result<FreezeGuard> {
-        FreezeGuard::freeze(self, options)
+        FreezeGuard::freeze(self, options, None)
+    }
+
+    /// [`freeze_with`](Self::freeze_with), but the cgroup is frozen by `pause` (a runtime
+    /// freezing it on reel's request, e.g. containerd's `Tasks/Pause`) and reel waits for
+    /// FROZEN. Everything else is the same guard: it thaws on every path, and its watchdog
+    /// (which first runs the options' resume command) if reel is killed.
+    pub fn freeze_via(
+        &self,
+        options: &FreezeOptions,
+        mut pause: impl FnMut() -> std::result::Result<(), String>,
+    ) -> Result<FreezeGuard> {
+        FreezeGuard::freeze(self, options, Some(&mut pause))
     }
 }
 

@@ -4,7 +4,7 @@
 //! # Design
 //!
 //! Before reel freezes a cgroup it makes a pipe (both ends close-on-exec) and starts
-//! `/bin/sh -c SCRIPT reel-freeze-watchdog <file> <value>` with the pipe's read end as its
+//! `/bin/sh -c SCRIPT reel-freeze-watchdog <file> <value> [resume command...]` with the pipe's read end as its
 //! stdin. Only reel holds the write end: close-on-exec keeps it out of CRIU and every other
 //! program reel runs. The script ([`SCRIPT`]) is, in short:
 //!
@@ -21,7 +21,9 @@
 //! * If the line is `done` the watchdog exits without touching anything. reel sends `done`
 //!   after it thawed the cgroup itself (see [`Watchdog::disarm`]), and reaps the process, so no
 //!   watchdog outlives a normal run.
-//! * Otherwise (end of file: reel died; or [`Watchdog::fire`]) it writes the thaw value:
+//! * Otherwise (end of file: reel died; or [`Watchdog::fire`]) it first runs the resume
+//!   command, when it was given one (the `containerd` method: containerd paused the task for
+//!   reel, so `ctr tasks resume` tells containerd too), then writes the thaw value itself:
 //!   `THAWED` into `freezer.state` (v1) or `0` into `cgroup.freeze` (v2).
 //! * After thawing it stays (at most [`LINGER_LIMIT`]) while any task of the cgroup is traced,
 //!   thawing again every 100 ms, and ends once none has been for half a second. The tracer is
@@ -55,20 +57,26 @@ pub const ARGV0: &str = "reel-freeze-watchdog";
 /// task of the cgroup (`tasks` on v1, `cgroup.threads` on v2, beside `$1`) is traced, as
 /// described in the module documentation; 36000 rounds of 100 ms is [`LINGER_LIMIT`].
 pub const SCRIPT: &str = "trap '' HUP INT QUIT TERM PIPE
+f=$1
+v=$2
+shift 2
 line=
 IFS= read -r line
 [ \"$line\" = done ] && exit 0
-if ! echo \"$2\" > \"$1\"; then
-  echo \"reel-freeze-watchdog: could not thaw $1\" >&2
+if [ $# -gt 0 ] && ! \"$@\" >/dev/null 2>&1; then
+  echo \"reel-freeze-watchdog: $1 could not resume; thawing $f itself\" >&2
+fi
+if ! echo \"$v\" > \"$f\"; then
+  echo \"reel-freeze-watchdog: could not thaw $f\" >&2
   exit 1
 fi
-tasks=${1%/*}/tasks
-[ -f \"$tasks\" ] || tasks=${1%/*}/cgroup.threads
+tasks=${f%/*}/tasks
+[ -f \"$tasks\" ] || tasks=${f%/*}/cgroup.threads
 traced() {
   while read -r t; do
-    while read -r k v; do
+    while read -r k w; do
       [ \"$k\" = TracerPid: ] || continue
-      [ \"$v\" = 0 ] || return 0
+      [ \"$w\" = 0 ] || return 0
       break
     done < \"/proc/$t/status\"
   done < \"$tasks\"
@@ -80,7 +88,7 @@ while [ $quiet -lt 5 ] && [ $n -lt 36000 ]; do
   sleep 0.1
   n=$((n + 1))
   if traced; then quiet=0; else quiet=$((quiet + 1)); fi
-  echo \"$2\" 2>/dev/null > \"$1\" || exit 0
+  echo \"$v\" 2>/dev/null > \"$f\" || exit 0
 done
 exit 0
 ";
@@ -103,6 +111,13 @@ pub struct Watchdog {
 impl Watchdog {
     /// Start a watchdog that writes `value` to `file` unless told `done`.
     pub fn spawn(file: &Path, value: &str) -> io::Result<Self> {
+        Self::spawn_with(file, value, &[])
+    }
+
+    /// [`spawn`](Self::spawn), and when it fires, run `resume` first (a runtime's own resume
+    /// command, e.g. `ctr ... tasks resume ID`); the cgroup is thawed directly after it
+    /// whether it worked or not.
+    pub fn spawn_with(file: &Path, value: &str, resume: &[std::ffi::OsString]) -> io::Result<Self> {
         let (read_end, write_end): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         let mut cmd = Command::new(SHELL);
@@ -111,6 +126,7 @@ impl Watchdog {
             .arg(ARGV0)
             .arg(file)
             .arg(value)
+            .args(resume)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .current_dir("/")

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::plan::{self, DumpPlan};
 use super::preflight::{self, Preflight};
@@ -29,7 +29,7 @@ use crate::oci::Spec;
 
 /// Headroom asked of the staging directory beyond the container's memory: images carry more
 /// than pages.
-const ROOM_MARGIN: u64 = 64 << 20;
+pub(super) const ROOM_MARGIN: u64 = 64 << 20;
 
 /// The longest reel waits for the cgroup to reach FROZEN.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +68,11 @@ pub struct Dumped {
 }
 
 impl Dumped {
+    /// The method's custody record.
+    pub fn method(&self) -> Option<&super::MethodRecord> {
+        self.fields.method.as_ref()
+    }
+
     /// The checkpoint id.
     pub fn id(&self) -> &str {
         &self.fields.checkpoint_id
@@ -111,32 +116,9 @@ impl Checkpointer {
         staging_root: &Path,
         opts: &CheckpointOptions,
     ) -> crate::Result<Dumped> {
-        if !c.checkpointable {
-            let reason = c
-                .blockers
-                .iter()
-                .map(|b| b.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(CheckpointError::NotCheckpointable {
-                container: describe(c),
-                reason,
-            }
-            .into());
-        }
-        let pid = c.pid.ok_or_else(|| CheckpointError::NotCheckpointable {
-            container: describe(c),
-            reason: "it has no init process".into(),
-        })?;
-
-        let lock = self.locks.lock(&c.id, opts.lock_wait)?;
-
-        let spec_bytes =
-            std::fs::read(&c.spec_path).map_err(|source| CheckpointError::Inspect {
-                path: c.spec_path.clone(),
-                source,
-            })?;
-        let spec = Spec::parse(&spec_bytes).map_err(|source| CheckpointError::Spec {
+        let prepared = self.prepare(c, id, staging_root, opts)?;
+        let (pid, stage) = (prepared.pid, &prepared.stage);
+        let spec = Spec::parse(&prepared.spec_bytes).map_err(|source| CheckpointError::Spec {
             path: c.spec_path.clone(),
             source,
         })?;
@@ -144,12 +126,6 @@ impl Checkpointer {
         // Everything that would make CRIU fail after the freeze is found now, while the
         // workload runs; and the sockets CRIU must treat as external.
         let pre = preflight::inspect(c, pid, opts)?;
-
-        let needed = c.memory_bytes.unwrap_or(0).saturating_add(ROOM_MARGIN);
-        crate::store::ensure_room(staging_root, needed)?;
-
-        let now = Utc::now();
-        let stage = Stage::create(staging_root, id)?;
         write_descriptors(pid, &stage.images_dir())?;
 
         // Freeze, dump, take the rootfs diff, thaw: nothing else happens while frozen. CRIU
@@ -158,7 +134,7 @@ impl Checkpointer {
         // (the pre-dump notification, just before CRIU collects the tasks), so the workload
         // does not wait for that.
         let freezer = Freezer::for_pid(pid, opts.freezer)?;
-        let criu_opts = self.dump_options(pid, &plan, &pre, &freezer, &stage, opts);
+        let criu_opts = self.dump_options(pid, &plan, &pre, &freezer, stage, opts);
         let freeze_opts = FreezeOptions::default().timeout(opts.timeout.min(FREEZE_TIMEOUT));
         let mut guard = None;
         let mut freeze_failed = None;
@@ -230,81 +206,73 @@ impl Checkpointer {
                 });
             }
         };
-        let source = match &c.upper_dir {
-            Some(upper) => RootfsSource::OverlayUpper(upper.clone()),
-            None => RootfsSource::None {
-                reason: format!(
-                    "the rootfs {} is a plain directory (bare {} bundle): it has no writable layer",
-                    c.rootfs.display(),
-                    c.runtime.as_str()
-                ),
-            },
-        };
-        let diff = archive::stage_rootfs_diff(&source, stage.dir());
+        let diff = archive::stage_rootfs_diff(&rootfs_source(c), stage.dir());
         let left_frozen = guard.was_frozen();
         guard.thaw()?;
         let frozen = freeze_started.elapsed();
         let prefix_digests = prehash.map(archive::PreHasher::finish).unwrap_or_default();
         let diff = diff?;
-        // CRIU dumps an expired periodic timerfd in a state its restore turns into a disarmed
-        // timer (see plan::rearm_expired_timerfds): re-arm those entries before archiving. A
-        // failure only costs the timerfds of a later restore, never the checkpoint.
-        let rearmed_timerfds =
-            plan::rearm_expired_timerfds(&stage.images_dir()).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot check the timerfds of files.img");
-                Vec::new()
-            });
+        let method = super::MethodRecord {
+            name: super::Method::Direct.to_string(),
+            runtime: Some("reel".into()),
+            runtime_version: Some(archive::REEL_VERSION.into()),
+            endpoint: Some(self.criu.binary().display().to_string()),
+            ..super::MethodRecord::default()
+        };
         let captured = Captured {
             tcp_connections: count_images(&stage.images_dir(), "tcp-stream-"),
             external_unix_sockets: pre.external_unix_sockets.len(),
             deleted_files: pre.deleted_files.len(),
         };
+        let mut dump_options = dump_options_record(opts, &plan, &pre, &freezer);
+        dump_options.insert(
+            "tcp_connections".into(),
+            serde_json::Value::from(captured.tcp_connections),
+        );
+        dumped_here(
+            prepared,
+            c,
+            id,
+            Taken {
+                diff,
+                frozen,
+                stats,
+                left_frozen,
+                prefix_digests,
+                criu_version: self.criu.known_version().to_string(),
+                dump_options,
+                method,
+                captured,
+            },
+        )
+    }
 
-        let mut config =
-            ConfigDump::new(c.id.clone(), c.name.clone(), c.created.unwrap_or(now), now);
-        config.runtime = Some(c.runtime.as_str().to_string());
-        config.rootfs_image_name = c.image.clone();
-        config.rootfs_image = c.image.clone();
-        let fields = ManifestFields {
-            checkpoint_id: id.to_string(),
-            created: now,
-            created_by: Operator::current()?,
-            node: archive::node_hostname()?,
-            criu_version: self.criu.known_version().to_string(),
-            container: ContainerIdentity {
-                namespace: Some(c.namespace.clone()),
-                pod: Some(c.pod.clone()),
-                name: c.name.clone(),
-                id: c.id.clone(),
-                runtime: c.runtime.as_str().to_string(),
-                image: c.image.clone(),
-            },
-            criu_frozen_time_us: stats.frozen_time.map(|d| d.as_micros() as u64),
-            dump_options: {
-                let mut m = dump_options_record(opts, &plan, &pre, &freezer);
-                m.insert(
-                    "tcp_connections".into(),
-                    serde_json::Value::from(captured.tcp_connections),
-                );
-                if !rearmed_timerfds.is_empty() {
-                    m.insert("rearmed_timerfds".into(), rearmed_timerfds.into());
-                }
-                m
-            },
-            rootfs_layers: rootfs_layers(c, pid),
-        };
-        Ok(Dumped {
-            stage,
+    /// What every method that dumps on this host does before it touches the container: the
+    /// container's lock, its spec, room for its memory, a staging directory.
+    pub(super) fn prepare(
+        &self,
+        c: &Container,
+        id: &str,
+        staging_root: &Path,
+        opts: &CheckpointOptions,
+    ) -> crate::Result<Prepared> {
+        let pid = ensure_checkpointable(c)?;
+        let lock = self.locks.lock(&c.id, opts.lock_wait)?;
+        let spec_bytes =
+            std::fs::read(&c.spec_path).map_err(|source| CheckpointError::Inspect {
+                path: c.spec_path.clone(),
+                source,
+            })?;
+        let needed = c.memory_bytes.unwrap_or(0).saturating_add(ROOM_MARGIN);
+        crate::store::ensure_room(staging_root, needed)?;
+        let now = Utc::now();
+        let stage = Stage::create(staging_root, id)?;
+        Ok(Prepared {
+            pid,
+            lock,
             spec_bytes,
-            config,
-            fields,
-            diff,
-            frozen,
-            stats,
-            left_frozen,
-            prefix_digests,
-            captured,
-            _lock: lock,
+            stage,
+            now,
         })
     }
 
@@ -351,8 +319,52 @@ impl Checkpointer {
     }
 }
 
-fn describe(c: &Container) -> String {
+pub(super) fn describe(c: &Container) -> String {
     format!("{}/{}/{} ({})", c.namespace, c.pod, c.name, c.id)
+}
+
+/// The container's init pid, unless discovery found a reason it cannot be checkpointed.
+pub(super) fn ensure_checkpointable(c: &Container) -> Result<i32, CheckpointError> {
+    if !c.checkpointable {
+        let reason = c
+            .blockers
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(CheckpointError::NotCheckpointable {
+            container: describe(c),
+            reason,
+        });
+    }
+    c.pid.ok_or_else(|| CheckpointError::NotCheckpointable {
+        container: describe(c),
+        reason: "it has no init process".into(),
+    })
+}
+
+/// Where the container's rootfs diff comes from: its overlay upper dir, if it has one.
+pub(super) fn rootfs_source(c: &Container) -> RootfsSource {
+    match &c.upper_dir {
+        Some(upper) => RootfsSource::OverlayUpper(upper.clone()),
+        None => RootfsSource::None {
+            reason: format!(
+                "the rootfs {} is a plain directory (bare {} bundle): it has no writable layer",
+                c.rootfs.display(),
+                c.runtime.as_str()
+            ),
+        },
+    }
+}
+
+/// The last error lines of a CRIU log (empty when there is none).
+pub(super) fn log_tail(path: &Path) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("Error")).collect();
+    errors[errors.len().saturating_sub(5)..].join("\n")
 }
 
 /// The container's base layers: the lower dirs of its root overlay mount, read from its
@@ -408,8 +420,84 @@ fn write_descriptors(pid: i32, images_dir: &Path) -> Result<(), CheckpointError>
     durable::write_private(&path, &json).map_err(|source| CheckpointError::Stage { path, source })
 }
 
+/// A container prepared for a dump on this host ([`Checkpointer::prepare`]).
+pub(super) struct Prepared {
+    pub pid: i32,
+    pub lock: ContainerLock,
+    /// The runtime's spec, exactly as it wrote it.
+    pub spec_bytes: Vec<u8>,
+    pub stage: Stage,
+    pub now: DateTime<Utc>,
+}
+
+/// What a method that dumped on this host found.
+pub(super) struct Taken {
+    pub diff: archive::StagedRootfsDiff,
+    pub frozen: Duration,
+    pub stats: DumpStats,
+    pub left_frozen: bool,
+    pub prefix_digests: Vec<archive::PrefixDigest>,
+    pub criu_version: String,
+    pub dump_options: BTreeMap<String, serde_json::Value>,
+    pub method: super::MethodRecord,
+    pub captured: Captured,
+}
+
+/// The images a method dumped into `p.stage`, as a [`Dumped`]: expired timerfds re-armed,
+/// `config.dump` and the manifest's fields from what discovery knows of `c`.
+pub(super) fn dumped_here(p: Prepared, c: &Container, id: &str, t: Taken) -> crate::Result<Dumped> {
+    // CRIU dumps an expired periodic timerfd in a state its restore turns into a disarmed
+    // timer (see plan::rearm_expired_timerfds): re-arm those entries before archiving. A
+    // failure only costs the timerfds of a later restore, never the checkpoint.
+    let rearmed = plan::rearm_expired_timerfds(&p.stage.images_dir()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot check the timerfds of files.img");
+        Vec::new()
+    });
+    let now = p.now;
+    let mut config = ConfigDump::new(c.id.clone(), c.name.clone(), c.created.unwrap_or(now), now);
+    config.runtime = Some(c.runtime.as_str().to_string());
+    config.rootfs_image_name = c.image.clone();
+    config.rootfs_image = c.image.clone();
+    let mut dump_options = t.dump_options;
+    if !rearmed.is_empty() {
+        dump_options.insert("rearmed_timerfds".into(), rearmed.into());
+    }
+    let fields = ManifestFields {
+        checkpoint_id: id.to_string(),
+        created: now,
+        created_by: Operator::current()?,
+        node: archive::node_hostname()?,
+        criu_version: t.criu_version,
+        container: ContainerIdentity {
+            namespace: Some(c.namespace.clone()),
+            pod: Some(c.pod.clone()),
+            name: c.name.clone(),
+            id: c.id.clone(),
+            runtime: c.runtime.as_str().to_string(),
+            image: c.image.clone(),
+        },
+        criu_frozen_time_us: t.stats.frozen_time.map(|d| d.as_micros() as u64),
+        dump_options,
+        method: Some(t.method),
+        rootfs_layers: rootfs_layers(c, p.pid),
+    };
+    Ok(Dumped {
+        stage: p.stage,
+        spec_bytes: p.spec_bytes,
+        config,
+        fields,
+        diff: t.diff,
+        frozen: t.frozen,
+        stats: t.stats,
+        left_frozen: t.left_frozen,
+        prefix_digests: t.prefix_digests,
+        captured: t.captured,
+        _lock: p.lock,
+    })
+}
+
 /// How many images of the dump start with `prefix`.
-fn count_images(images: &Path, prefix: &str) -> usize {
+pub(super) fn count_images(images: &Path, prefix: &str) -> usize {
     std::fs::read_dir(images)
         .map(|rd| {
             rd.flatten()

@@ -50,7 +50,7 @@ pub(crate) use spec::open_sink;
 pub use spec::{export_stored, ExportSpec};
 
 use crate::archive::{HashingWriter, Manifest, CHECKPOINT_DIR};
-use crate::checkpoint::Dumped;
+use crate::checkpoint::{Dumped, Received};
 use crate::store::{Pending, StoredArchive};
 use frames::{Framed, Plain, TarTracker, ZstdFrames};
 use threaded::Threaded;
@@ -430,18 +430,49 @@ fn abort_into(err: crate::Error, mut sink: Box<dyn Sink>) -> crate::Error {
 pub fn write_dumped(
     dumped: &Dumped,
     sink: Box<dyn Sink>,
-    mut keep: Option<Pending>,
+    keep: Option<Pending>,
     enc: &Encoding,
 ) -> crate::Result<Exported> {
     let stage = dumped.stage_dir().to_owned();
-    enc.progress
-        .start(Phase::Archive, Some(dir_bytes(&stage) + 16 * 1024));
-    let tracker = chain(sink, enc)
-        .map_err(|e| ExportError::Write {
-            what: "zstd".into(),
-            source: e,
-        })?
-        .on_member(move |name, _| remove_staged(&stage, name));
+    let total = dir_bytes(&stage) + 16 * 1024;
+    write_archive(sink, keep, enc, total, Some(stage), |out| {
+        dumped.write_archive(out).map(|(m, _)| m)
+    })
+}
+
+/// Writes an archive a runtime produced (`crio`, `k8s-api`) to `sink` (and to the store, with
+/// `keep`): each member copied as received (and hashed on the way), images first, then reel's
+/// manifest, through the same chain as a dumped checkpoint.
+pub fn write_imported(
+    received: &Received,
+    sink: Box<dyn Sink>,
+    keep: Option<Pending>,
+    enc: &Encoding,
+) -> crate::Result<Exported> {
+    let total = received.archive_bytes() + 16 * 1024;
+    write_archive(sink, keep, enc, total, None, |out| {
+        received.write_archive(out)
+    })
+}
+
+/// The chain shared by every checkpoint: `write` streams the archive into it; with `stage`,
+/// each staged file is removed once its member went through.
+fn write_archive(
+    sink: Box<dyn Sink>,
+    mut keep: Option<Pending>,
+    enc: &Encoding,
+    total: u64,
+    stage: Option<PathBuf>,
+    write: impl FnOnce(&mut dyn Write) -> crate::Result<Manifest>,
+) -> crate::Result<Exported> {
+    enc.progress.start(Phase::Archive, Some(total));
+    let mut tracker = chain(sink, enc).map_err(|e| ExportError::Write {
+        what: "zstd".into(),
+        source: e,
+    })?;
+    if let Some(stage) = stage {
+        tracker = tracker.on_member(move |name, _| remove_staged(&stage, name));
+    }
     let mut counting = Counting {
         inner: Tee {
             inner: tracker,
@@ -450,7 +481,7 @@ pub fn write_dumped(
         progress: enc.progress.clone(),
         pending: 0,
     };
-    let written = dumped.write_archive(&mut counting).map(|(m, _)| m);
+    let written = write(&mut counting);
     let manifest = written.as_ref().ok().cloned();
     let Counting {
         inner: Tee { inner: tracker, .. },

@@ -26,6 +26,8 @@ pub struct CheckpointSummary {
     pub node: String,
     /// How long CRIU kept the tasks frozen, in microseconds.
     pub criu_frozen_time_us: Option<u64>,
+    /// The method that took it (`direct` for manifests from before methods).
+    pub method: String,
 }
 
 impl From<&Manifest> for CheckpointSummary {
@@ -39,6 +41,11 @@ impl From<&Manifest> for CheckpointSummary {
             container_id: f.container.id.clone(),
             node: f.node.clone(),
             criu_frozen_time_us: f.criu_frozen_time_us,
+            method: f
+                .method
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_else(|| "direct".into()),
         }
     }
 }

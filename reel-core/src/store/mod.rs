@@ -18,6 +18,7 @@ mod error;
 mod id;
 mod list;
 mod pending;
+mod remote;
 mod select;
 mod space;
 
@@ -35,6 +36,7 @@ pub use error::StoreError;
 pub use id::{base_id, validate_id, validate_pod_name, MAX_ID_LEN};
 pub use list::{in_namespace, CheckpointSummary, StoredCheckpoint};
 pub use pending::{Pending, StoredArchive};
+pub use remote::{RemoteCheckpoint, REMOTE_SUFFIX};
 pub use select::{Selector, SelectorSpec};
 pub use space::{available_bytes, ensure_room};
 
@@ -108,6 +110,7 @@ impl Store {
     pub(crate) fn id_in_use(&self, id: &str) -> Result<bool, StoreError> {
         Ok(durable::exists(&self.archive_path(id))
             || durable::exists(&self.sidecar_path(id))
+            || durable::exists(&self.root.join(format!("{id}{REMOTE_SUFFIX}")))
             || !self.partials_of(id)?.is_empty())
     }
 }
