@@ -279,7 +279,7 @@ fn methods_refuse_dump_flags_they_cannot_honour() {
     for (method, flag) in [
         ("containerd", "--link-remap"),
         ("containerd", "--freezer=v2"),
-        ("crio", "--tcp-established"),
+        ("crio", "--tcp-established=false"),
         ("k8s-api", "--file-locks=false"),
         ("k8s-api", "--ext-unix-sk"),
     ] {

@@ -192,7 +192,9 @@ mod tests {
         for m in Method::ALL {
             m.check_options(&o).unwrap();
         }
-        o.tcp_established = true;
+        // Established connections are kept by default (#10): turning that off is the change
+        // a method must be able to honour.
+        o.tcp_established = false;
         Method::Direct.check_options(&o).unwrap();
         Method::Containerd.check_options(&o).unwrap();
         let e = Method::Crio.check_options(&o).unwrap_err().to_string();
