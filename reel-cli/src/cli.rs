@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// reel: checkpoint running containers with CRIU, for incident response.
 ///
@@ -74,6 +74,9 @@ pub enum Verb {
     /// Let the processes of a sandbox restored with --paused run.
     #[command(subcommand)]
     Resume(ResumeNoun),
+    /// Take evidence out of a checkpoint: the rootfs diff, a deleted file, a memfd.
+    #[command(subcommand)]
+    Extract(ExtractNoun),
 }
 
 #[derive(Debug, Subcommand)]
@@ -435,6 +438,34 @@ pub enum VerifyNoun {
 pub struct VerifyCheckpoint {
     /// An archive file, or the id of a stored checkpoint.
     pub archive: String,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExtractNoun {
+    /// Write evidence a checkpoint holds to new files (never over existing ones).
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(ExtractCheckpoint),
+}
+
+/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE)`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["rootfs", "file"])))]
+pub struct ExtractCheckpoint {
+    /// A stored checkpoint's id, an archive (.tar, .tar.zst) or an unpacked checkpoint directory.
+    pub checkpoint: String,
+    /// Unpack the rootfs diff into DIR (new or empty): nothing leaves DIR, symlinks are never
+    /// followed, no device node is made, setuid/setgid bits are stripped, deletions are
+    /// reported, not applied.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// The contents of a deleted-but-open file or a memfd that process PID held as FD.
+    #[arg(long, value_name = "PID:FD", requires = "to")]
+    pub file: Option<String>,
+    /// Where --file writes (a new file, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub to: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -68,6 +68,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Verb::Stop(cli::StopNoun::Sandbox(a))) => cmd::sandbox::stop(a),
         Some(Verb::Resume(cli::ResumeNoun::Sandbox(a))) => cmd::sandbox::resume(a),
         Some(Verb::Delete(cli::DeleteNoun::Sandbox(a))) => cmd::sandbox::delete(a),
+        Some(Verb::Extract(cli::ExtractNoun::Checkpoint(a))) => cmd::extract::run(cli, a),
     }
 }
 

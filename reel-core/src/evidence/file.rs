@@ -1,0 +1,448 @@
+//! The contents of a file a process held open, as the checkpoint keeps them: a deleted-but-open
+//! file (CRIU's ghost file) or a memfd (its shared-memory pages).
+//!
+//! The way from `PID:FD` to the bytes, through CRIU's images:
+//!
+//! 1. `core-<pid>.img` (`ids.files_id`; older dumps: `ids-<pid>.img`) names the task's
+//!    descriptor table, `fdinfo-<files_id>.img`, whose entry for `FD` gives the file's id;
+//! 2. `files.img` holds the file with that id: a regular file (`reg`) or a memfd (`memfd`);
+//! 3. a regular file deleted while open is remapped in `remap-fpath.img` (`orig_id` = the
+//!    file's id, type `GHOST`; CRIU before the `remap_type` field marked it with the top bit of
+//!    `remap_id`), and its contents are in `ghost-file-<remap_id in hex>.img`: a
+//!    `ghost_file_entry`, then either the whole contents, or (`chunks`, for large files) a
+//!    `ghost_chunk_entry` (`off`, `len`) before each run of data, holes left out;
+//! 4. a memfd's inode is in `memfd.img` (`inode_id`), and its pages in
+//!    `pagemap-shmem-<shmid>.img` and the pages member that pagemap names.
+//!
+//! The output is written under a temp name (0600) and renamed into place without replacing
+//! anything; on any error nothing is left at the output path.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use criu_sys::proto;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::criu::image::{ImageReader, MessageType};
+use crate::durable::DurableFile;
+
+use super::access::Checkpoint;
+use super::EvidenceError;
+
+/// The most bytes read of a small image (descriptor tables, file lists).
+const MAX_SMALL_IMAGE: u64 = 256 << 20;
+/// CRIU's old mark of a ghost remap, in `remap_id`.
+const REMAP_GHOST: u32 = 1 << 31;
+/// `S_IFMT` and `S_IFREG`.
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+
+/// Bounds on one file extraction.
+#[derive(Debug, Clone, Copy)]
+pub struct FileLimits {
+    /// The largest file written (holes included).
+    pub max_bytes: u64,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        FileLimits {
+            max_bytes: 64 << 30,
+        }
+    }
+}
+
+/// What kind of file was extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtractedKind {
+    /// A deleted-but-open regular file (CRIU ghost file).
+    DeletedFile,
+    /// A memfd.
+    Memfd,
+}
+
+/// What [`extract_file`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtractedFile {
+    pub checkpoint: PathBuf,
+    pub pid: u32,
+    pub fd: u32,
+    pub kind: ExtractedKind,
+    /// The file's path as the process saw it (CRIU's name; a memfd's `memfd:NAME`).
+    pub path: String,
+    /// Where the contents were written.
+    pub to: PathBuf,
+    /// Bytes written (the file's size).
+    pub bytes: u64,
+    /// SHA-256 of what was written.
+    pub sha256: String,
+    /// The file's mode as recorded, in octal text.
+    pub mode: String,
+    /// The CRIU image the contents came from.
+    pub source: String,
+    /// Whether CRIU stored it in chunks (large ghost files).
+    pub chunks: bool,
+    /// Bytes of holes (sparse ranges, not stored) written as zeros.
+    pub zero_filled: u64,
+}
+
+/// Reads a small image member's entries as `M`; `None` without the member.
+pub(crate) fn small_image<M: crate::criu::image::ImageMessage>(
+    cp: &Checkpoint,
+    name: &str,
+) -> Result<Option<Vec<M>>, EvidenceError> {
+    let Some(bytes) = cp.read_member(&format!("checkpoint/{name}"), MAX_SMALL_IMAGE)? else {
+        return Ok(None);
+    };
+    let mut r = ImageReader::from_bytes(&bytes, format!("checkpoint/{name}"))?;
+    Ok(Some(r.read_entries()?))
+}
+
+fn missing(cp: &Checkpoint, name: &str, why: &'static str) -> EvidenceError {
+    EvidenceError::MissingMember {
+        checkpoint: cp.path().to_owned(),
+        member: format!("checkpoint/{name}"),
+        why,
+    }
+}
+
+fn bad_image(cp: &Checkpoint, member: &str, reason: String) -> EvidenceError {
+    EvidenceError::BadImage {
+        checkpoint: cp.path().to_owned(),
+        member: format!("checkpoint/{member}"),
+        reason,
+    }
+}
+
+/// The id of the descriptor table of task `pid`.
+pub(crate) fn files_id(cp: &Checkpoint, pid: u32) -> Result<u32, EvidenceError> {
+    let core_name = format!("core-{pid}.img");
+    let Some(core) = small_image::<proto::CoreEntry>(cp, &core_name)? else {
+        return Err(EvidenceError::NotFound {
+            checkpoint: cp.path().to_owned(),
+            what: format!(
+                "no process {pid} (no checkpoint/{core_name}); pids are as the container saw them (see pstree.img)"
+            ),
+        });
+    };
+    if let Some(ids) = core.first().and_then(|c| c.ids) {
+        return Ok(ids.files_id);
+    }
+    let ids_name = format!("ids-{pid}.img");
+    let ids = small_image::<proto::TaskKobjIdsEntry>(cp, &ids_name)?
+        .ok_or_else(|| missing(cp, &ids_name, "the task's ids are in neither its core image nor here"))?;
+    ids.first()
+        .map(|i| i.files_id)
+        .ok_or_else(|| bad_image(cp, &ids_name, "holds no entry".into()))
+}
+
+/// The `files.img` entry behind `pid:fd`.
+pub(crate) fn file_of(cp: &Checkpoint, pid: u32, fd: u32) -> Result<proto::FileEntry, EvidenceError> {
+    let files_id = files_id(cp, pid)?;
+    let fdinfo_name = format!("fdinfo-{files_id}.img");
+    let fds = small_image::<proto::FdinfoEntry>(cp, &fdinfo_name)?
+        .ok_or_else(|| missing(cp, &fdinfo_name, "the task's descriptor table"))?;
+    let Some(fde) = fds.iter().find(|f| f.fd == fd) else {
+        let mut open: Vec<u32> = fds.iter().map(|f| f.fd).collect();
+        open.sort_unstable();
+        return Err(EvidenceError::NotFound {
+            checkpoint: cp.path().to_owned(),
+            what: format!("process {pid} has no descriptor {fd} (its descriptors: {open:?})"),
+        });
+    };
+    let files = small_image::<proto::FileEntry>(cp, "files.img")?
+        .ok_or_else(|| missing(cp, "files.img", "the checkpoint's file list"))?;
+    files
+        .into_iter()
+        .find(|f| f.id == fde.id && f.r#type == fde.r#type)
+        .ok_or_else(|| {
+            bad_image(
+                cp,
+                "files.img",
+                format!(
+                    "no file with id {} (type {}) for descriptor {fd} of process {pid}",
+                    fde.id, fde.r#type
+                ),
+            )
+        })
+}
+
+fn type_name(t: i32) -> String {
+    proto::FdTypes::try_from(t)
+        .map(|t| t.as_str_name().to_lowercase())
+        .unwrap_or_else(|_| format!("type {t}"))
+}
+
+/// Writes the contents of the deleted-but-open file or memfd at `pid:fd` of the checkpoint at
+/// `checkpoint` (a store `.tar`, an exported `.tar`/`.tar.zst`, or an unpacked directory) to
+/// `to`, a new file. See the module's documentation.
+pub fn extract_file(
+    checkpoint: &Path,
+    pid: u32,
+    fd: u32,
+    to: &Path,
+    limits: FileLimits,
+) -> Result<ExtractedFile, EvidenceError> {
+    if crate::durable::exists(to) {
+        return Err(EvidenceError::OutputExists { path: to.to_owned() });
+    }
+    let cp = Checkpoint::open(checkpoint)?;
+    let file = file_of(&cp, pid, fd)?;
+    let what = format!("descriptor {fd} of process {pid}");
+    match proto::FdTypes::try_from(file.r#type) {
+        Ok(proto::FdTypes::Reg) => {
+            let reg = file
+                .reg
+                .as_ref()
+                .ok_or_else(|| bad_image(&cp, "files.img", format!("{what}: a regular file without its entry")))?;
+            ghost(&cp, pid, fd, reg, to, limits)
+        }
+        Ok(proto::FdTypes::Memfd) => Err(EvidenceError::Unsupported {
+            checkpoint: cp.path().to_owned(),
+            what: format!(
+                "{what} is a memfd: extracting memfd contents needs the checkpoint's page index, which this build of reel does not have yet (nothing was written)"
+            ),
+        }),
+        _ => Err(EvidenceError::Unsupported {
+            checkpoint: cp.path().to_owned(),
+            what: format!(
+                "{what} is a {}: only deleted-but-open files and memfds have contents in a checkpoint",
+                type_name(file.r#type)
+            ),
+        }),
+    }
+}
+
+fn ghost(
+    cp: &Checkpoint,
+    pid: u32,
+    fd: u32,
+    reg: &proto::RegFileEntry,
+    to: &Path,
+    limits: FileLimits,
+) -> Result<ExtractedFile, EvidenceError> {
+    let what = format!("descriptor {fd} of process {pid} ({})", reg.name);
+    let remaps = small_image::<proto::RemapFilePathEntry>(cp, "remap-fpath.img")?.unwrap_or_default();
+    let remap = remaps.iter().find(|r| r.orig_id == reg.id);
+    let ghost_id = match remap {
+        None => {
+            return Err(EvidenceError::Unsupported {
+                checkpoint: cp.path().to_owned(),
+                what: format!(
+                    "{what} was not deleted: its contents are in the container's filesystem, not in the checkpoint (`--rootfs DIR` unpacks what the container changed)"
+                ),
+            })
+        }
+        Some(r) => match r.remap_type {
+            Some(t) if t == proto::RemapType::Ghost as i32 => r.remap_id & !REMAP_GHOST,
+            None if r.remap_id & REMAP_GHOST != 0 => r.remap_id & !REMAP_GHOST,
+            Some(t) if t == proto::RemapType::Procfs as i32 => {
+                return Err(EvidenceError::Unsupported {
+                    checkpoint: cp.path().to_owned(),
+                    what: format!("{what} is a file of a dead process's /proc: it has no contents to extract"),
+                })
+            }
+            _ => {
+                return Err(EvidenceError::Unsupported {
+                    checkpoint: cp.path().to_owned(),
+                    what: format!(
+                        "{what} was deleted and kept by link remap (--link-remap): its contents are a hidden link in the container's filesystem, not in the checkpoint"
+                    ),
+                })
+            }
+        },
+    };
+    let member = format!("checkpoint/ghost-file-{ghost_id:x}.img");
+    let checkpoint = cp.path().to_owned();
+    let written = cp.with_member(&member, |r| write_ghost(&checkpoint, &member, r, to, limits))?;
+    let (bytes, sha256, mode, chunks, zero_filled) =
+        written.ok_or_else(|| missing(cp, &format!("ghost-file-{ghost_id:x}.img"), "the deleted file's contents"))?;
+    Ok(ExtractedFile {
+        checkpoint,
+        pid,
+        fd,
+        kind: ExtractedKind::DeletedFile,
+        path: reg.name.clone(),
+        to: to.to_owned(),
+        bytes,
+        sha256,
+        mode: format!("{:04o}", mode & 0o7777),
+        source: member,
+        chunks,
+        zero_filled,
+    })
+}
+
+/// A writer that hashes and counts.
+struct Out {
+    file: DurableFile,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl Out {
+    fn put(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.hasher.update(data);
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+        let z = [0u8; 64 << 10];
+        while n > 0 {
+            let k = n.min(z.len() as u64) as usize;
+            self.put(&z[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, r: &mut dyn Read, max: u64) -> io::Result<u64> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n as u64;
+            if self.written + n as u64 > max {
+                return Err(io::Error::other(format!("larger than the limit of {max} bytes")));
+            }
+            self.put(&buf[..n])?;
+        }
+    }
+}
+
+type GhostWritten = (u64, String, u32, bool, u64);
+
+fn write_ghost(
+    checkpoint: &Path,
+    member: &str,
+    r: &mut dyn Read,
+    to: &Path,
+    limits: FileLimits,
+) -> Result<GhostWritten, EvidenceError> {
+    let bad = |reason: String| EvidenceError::BadImage {
+        checkpoint: checkpoint.to_owned(),
+        member: member.to_string(),
+        reason,
+    };
+    let io_err = |action: &'static str, source: io::Error| EvidenceError::Io {
+        action,
+        path: to.to_owned(),
+        source,
+    };
+    let mut image = ImageReader::new(r, member)?;
+    let mut first = image
+        .next_entry()?
+        .filter(|e| e.message_type() == MessageType::GhostFileEntry)
+        .ok_or_else(|| bad("does not start with a ghost_file_entry".into()))?;
+    let head = first.decode::<proto::GhostFileEntry>()?;
+    if head.mode & S_IFMT != S_IFREG {
+        return Err(EvidenceError::Unsupported {
+            checkpoint: checkpoint.to_owned(),
+            what: format!(
+                "{member} is not a regular file (mode {:o}){}: it has no contents",
+                head.mode,
+                head.symlnk_target
+                    .as_deref()
+                    .map(|t| format!(", a symlink to {t}"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    if let Some(size) = head.size.filter(|&s| s > limits.max_bytes) {
+        return Err(bad(format!(
+            "the file is {size} bytes, over the limit of {}",
+            limits.max_bytes
+        )));
+    }
+    let chunks = head.chunks();
+    let file = DurableFile::create(to).map_err(|e| match e {
+        crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
+        other => io_err("creating", io::Error::other(other.to_string())),
+    })?;
+    let mut out = Out {
+        file,
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let mut zero_filled = 0u64;
+    // Drop removes the temp file on every error below.
+    if !chunks {
+        // The whole contents, to the end of the image.
+        out.copy(&mut first.payload(), limits.max_bytes)
+            .map_err(|e| io_err("writing", e))?;
+    } else {
+        drop(first);
+        while let Some(mut e) = image.next_entry()? {
+            if e.message_type() != MessageType::GhostChunkEntry {
+                return Err(bad(format!(
+                    "a {} where a ghost_chunk_entry belongs",
+                    e.message_type().proto_name()
+                )));
+            }
+            let c = e.decode::<proto::GhostChunkEntry>()?;
+            if c.off < out.written {
+                return Err(bad(format!(
+                    "chunk at offset {} overlaps or precedes the previous one (ending at {})",
+                    c.off, out.written
+                )));
+            }
+            let end = c.off.checked_add(c.len).filter(|&e| e <= limits.max_bytes);
+            if end.is_none() {
+                return Err(bad(format!(
+                    "chunk at offset {} of {} bytes goes past the limit of {}",
+                    c.off, c.len, limits.max_bytes
+                )));
+            }
+            let gap = c.off - out.written;
+            out.zeros(gap).map_err(|e| io_err("writing", e))?;
+            zero_filled += gap;
+            let got = out
+                .copy(&mut e.payload(), limits.max_bytes)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => bad(format!("truncated in the chunk at offset {}", c.off)),
+                    _ => io_err("writing", e),
+                })?;
+            if got != c.len {
+                return Err(bad(format!("the chunk at offset {} holds {got} of {} bytes", c.off, c.len)));
+            }
+        }
+    }
+    if let Some(size) = head.size {
+        if out.written > size {
+            return Err(bad(format!(
+                "holds {} bytes, more than the file's size of {size}",
+                out.written
+            )));
+        }
+        if chunks {
+            // A hole at the end.
+            let gap = size - out.written;
+            out.zeros(gap).map_err(|e| io_err("writing", e))?;
+            zero_filled += gap;
+        } else if out.written != size {
+            return Err(bad(format!(
+                "holds {} bytes, the file had {size}: truncated image",
+                out.written
+            )));
+        }
+    }
+    let Out {
+        file,
+        hasher,
+        written,
+    } = out;
+    file.commit(None).map_err(|e| match e {
+        crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
+        other => io_err("committing", io::Error::other(other.to_string())),
+    })?;
+    Ok((written, hex::encode(hasher.finalize()), head.mode, chunks, zero_filled))
+}
