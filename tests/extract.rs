@@ -464,3 +464,139 @@ fn a_hostile_gzip_diff_with_whiteouts_stays_inside_and_is_reported() {
     assert!(!dest.join("etc/.wh.removed.conf").exists());
     assert!(!dest.join("var/cache/.wh..wh..opq").exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The ELF core
+// ---------------------------------------------------------------------------------------------
+
+const MARKER: &str = "reel-core-marker: the heap string gdb must print";
+
+/// The instruction pointer CRIU recorded for thread `tid` (its `core-<tid>.img`).
+fn criu_ip(archive: &restore::Archive, tid: u32) -> u64 {
+    use reel_core::criu::image::ImageReader;
+    let name = format!("checkpoint/core-{tid}.img");
+    let m = archive.member(&name);
+    let mut r = ImageReader::from_bytes(&m.data, name.clone()).unwrap();
+    let core: criu_sys::proto::CoreEntry = r.next_entry().unwrap().unwrap().decode().unwrap();
+    core.thread_info.unwrap().gpregs.ip
+}
+
+/// gdb's output for each thread of `thread apply all <cmd>`: (LWP, text).
+fn per_thread(out: &str) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, String)> = Vec::new();
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("Thread ") {
+            if let Some(i) = rest.find("(LWP ") {
+                let lwp: String = rest[i + 5..].chars().take_while(char::is_ascii_digit).collect();
+                v.push((lwp.parse().unwrap(), String::new()));
+                continue;
+            }
+        }
+        if let Some(last) = v.last_mut() {
+            last.1.push_str(line);
+            last.1.push('\n');
+        }
+    }
+    v
+}
+
+#[test]
+fn an_elf_core_opens_in_gdb_with_threads_registers_and_memory() {
+    kit::require_root();
+    let stuck = kit::programs::program("stuck");
+    let status = tempfile::Builder::new()
+        .prefix("reel-status.")
+        .tempdir_in(kit::test_dir())
+        .unwrap();
+    let ns = kit::unique_name("ns");
+    let pod = kit::unique_name("extr-core");
+    let bundle = BundleBuilder::new(&pod)
+        .containerd_pod(&ns, &pod, "app")
+        .bind(status.path(), "/status", false)
+        .args(&restore::detached_stdio(&["/bin/stuck", "/status/status"]))
+        .build();
+    let _container = kit::run_oci(Oci::Runc, None, bundle);
+    let status_file = status.path().join("status");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        if let Ok(s) = fs::read_to_string(&status_file) {
+            if s.starts_with("ready ") {
+                break s;
+            }
+        }
+        assert!(Instant::now() < deadline, "stuck never got ready");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (marker_addr, blocked_tid): (&str, u32) = (f[1], f[2].parse().unwrap());
+    let reel = Reel::new("extr-core");
+    let created = reel.create_ok(&ns, &pod, None, &[]);
+    let archive_path = PathBuf::from(created["path"].as_str().unwrap());
+    let out = reel.scratch("core");
+    let core = out.join("core");
+    let started = Instant::now();
+    let v = json_ok(&reel.run(&[
+        "extract",
+        "checkpoint",
+        &archive_path.to_string_lossy(),
+        "--pid",
+        "1",
+        "--core",
+        &core.to_string_lossy(),
+        "-o",
+        "json",
+    ]));
+    eprintln!("core written in {:?}: {v:#}", started.elapsed());
+    assert_eq!(fs::metadata(&core).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(v["threads"].as_array().unwrap().len(), 2, "{v}");
+
+    let gdb = kit::run(
+        std::process::Command::new("gdb")
+            .args(["-batch", "-nx"])
+            .arg(&stuck)
+            .arg(&core)
+            .args([
+                "-ex",
+                "thread apply all bt",
+                "-ex",
+                "thread apply all info registers rip",
+                "-ex",
+                "x/s reel_heap_marker",
+                "-ex",
+                &format!("x/s {marker_addr}"),
+            ]),
+    );
+    let text = String::from_utf8_lossy(&gdb.stdout).into_owned();
+    eprintln!("gdb:\n{text}\n{}", String::from_utf8_lossy(&gdb.stderr));
+    let threads = per_thread(&text);
+    let blocked = threads
+        .iter()
+        .find(|(lwp, t)| *lwp == blocked_tid && t.contains("#0"))
+        .unwrap_or_else(|| panic!("no backtrace of thread {blocked_tid} in:\n{text}"));
+    assert!(blocked.1.contains("reel_blocked_in_read"), "{}", blocked.1);
+    let main = threads
+        .iter()
+        .find(|(lwp, t)| *lwp == 1 && t.contains("#0"))
+        .unwrap_or_else(|| panic!("no backtrace of thread 1 in:\n{text}"));
+    assert!(main.1.contains("reel_main_waits"), "{}", main.1);
+    let archive = restore::Archive::read(&archive_path);
+    for tid in [1, blocked_tid] {
+        let want = format!("{:#x}", criu_ip(&archive, tid));
+        let regs = threads
+            .iter()
+            .find(|(lwp, t)| *lwp == tid && t.contains("rip"))
+            .unwrap_or_else(|| panic!("no rip of thread {tid} in:\n{text}"));
+        let rip = regs
+            .1
+            .lines()
+            .find(|l| l.starts_with("rip"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap();
+        assert_eq!(rip, want, "thread {tid}: gdb's rip is not CRIU's ip");
+    }
+    assert_eq!(
+        text.matches(MARKER).count(),
+        2,
+        "x/s did not print the heap marker twice:\n{text}"
+    );
+}
