@@ -23,8 +23,9 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use criu_sys::proto;
-use object::elf;
+use object::elf::{self, NT_AUXV, NT_FILE, NT_FPREGSET, NT_PRPSINFO, NT_PRSTATUS};
 use object::write::elf::{FileHeader, ProgramHeader, Writer};
+use object::write::StreamingBuffer;
 use object::Endianness;
 use serde::Serialize;
 
@@ -44,12 +45,6 @@ const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 const VMA_AREA_VVAR: u32 = 1 << 12;
 const VMA_AREA_MEMFD: u32 = 1 << 14;
 
-/// Note types (linux/elf.h).
-const NT_PRSTATUS: u32 = 1;
-const NT_FPREGSET: u32 = 2;
-const NT_PRPSINFO: u32 = 3;
-const NT_AUXV: u32 = 6;
-const NT_FILE: u32 = 0x4649_4c45;
 
 /// The largest small image read whole (core, mm, files).
 const MAX_IMAGE: u64 = 256 << 20;
@@ -471,9 +466,34 @@ pub fn write_core(checkpoint: &Path, pid: u32, to: &Path) -> Result<CoreReport, 
         ));
     }
 
-    // Lay out the headers and notes with object's writer.
-    let mut head = Vec::new();
-    let mut w = Writer::new(Endianness::Little, true, &mut head);
+    if segments.len() >= usize::from(elf::PN_XNUM) {
+        return Err(bad(
+            &src,
+            &format!("checkpoint/mm-{pid}.img"),
+            format!("{} segments: more than an ELF core without extended numbering holds", segments.len()),
+        ));
+    }
+
+    // The temp file: removed unless renamed into place.
+    let dir = crate::durable::parent_dir(to);
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "core".into());
+    let temp = dir.join(crate::durable::temp_name(&name, std::process::id()));
+    let io = |action: &'static str, source: std::io::Error| EvidenceError::Io {
+        action,
+        path: to.to_owned(),
+        source,
+    };
+    let mut file = crate::durable::create_private_file(&temp)
+        .map_err(|e| io("creating a temp file for", e))?;
+    let mut guard = RemoveOnDrop(Some(temp.clone()));
+
+    // The headers and notes, laid out and written by object's ELF writer (streamed: the
+    // segments' reserved ranges are filled afterwards, by offset).
+    let mut out = StreamingBuffer::new(std::io::BufWriter::new(&mut file));
+    let mut w = Writer::new(Endianness::Little, true, &mut out);
     w.reserve_file_header();
     w.reserve_program_headers(1 + segments.len() as u32);
     let notes_off = w.reserve(notes.len(), 4) as u64;
@@ -494,7 +514,7 @@ pub fn write_core(checkpoint: &Path, pid: u32, to: &Path) -> Result<CoreReport, 
         e_entry: 0,
         e_flags: 0,
     })
-    .map_err(|e| bad(&src, "core", e.to_string()))?;
+    .map_err(|e| io("laying out", std::io::Error::other(e.to_string())))?;
     w.write_align_program_headers();
     w.write_program_header(&ProgramHeader {
         p_type: elf::PT_NOTE,
@@ -512,22 +532,10 @@ pub fn write_core(checkpoint: &Path, pid: u32, to: &Path) -> Result<CoreReport, 
     w.pad_until(notes_off as usize);
     w.write(&notes);
     drop(w);
+    out.flush().map_err(|e| io("writing", e))?;
+    drop(out);
 
-    // Write: headers and notes, then each segment's pages at its offset; holes stay sparse.
-    let dir = crate::durable::parent_dir(to);
-    let name = to
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "core".into());
-    let temp = dir.join(crate::durable::temp_name(&name, std::process::id()));
-    let io = |action: &'static str, source: std::io::Error| EvidenceError::Io {
-        action,
-        path: to.to_owned(),
-        source,
-    };
-    let mut file = crate::durable::create_private_file(&temp).map_err(|e| io("creating a temp file for", e))?;
-    let mut guard = RemoveOnDrop(Some(temp.clone()));
-    file.write_all(&head).map_err(|e| io("writing", e))?;
+    // The pages, at their offsets; what is not written stays a hole (zeros).
     for s in &segments {
         for &(off, len, at) in &s.pieces {
             let mut done = 0;

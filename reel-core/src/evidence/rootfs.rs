@@ -24,7 +24,7 @@
 //!   plain tar);
 //! * entries and bytes are bounded ([`RootfsLimits`]).
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -587,7 +587,11 @@ impl Unpacker<'_> {
                         .push("file capabilities (security.capability) not applied".into());
                 }
             }
-            _ => unreachable!("other kinds returned above"),
+            _ => {
+                rec.notes.push(format!("{} entries are not unpacked", rec.kind));
+                self.add(rec);
+                return Ok(());
+            }
         }
         if !fresh {
             rec.notes.push("already there (an earlier entry)".into());
