@@ -449,9 +449,9 @@ pub enum ExtractNoun {
     Checkpoint(ExtractCheckpoint),
 }
 
-/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE)`.
+/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE | --pid N --core FILE)`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["rootfs", "file"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["rootfs", "file", "core"])))]
 pub struct ExtractCheckpoint {
     /// A stored checkpoint's id, an archive (.tar, .tar.zst) or an unpacked checkpoint directory.
     pub checkpoint: String,
@@ -466,6 +466,12 @@ pub struct ExtractCheckpoint {
     /// Where --file writes (a new file, mode 0600).
     #[arg(long, value_name = "FILE")]
     pub to: Option<PathBuf>,
+    /// The process (pid as the container saw it) whose ELF core --core writes.
+    #[arg(long, value_name = "N")]
+    pub pid: Option<u32>,
+    /// Write an ELF core of process --pid to FILE (a new file, mode 0600), for gdb.
+    #[arg(long, value_name = "FILE", requires = "pid")]
+    pub core: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
