@@ -26,6 +26,7 @@ pub mod discovery;
 pub mod durable;
 pub mod export;
 pub mod host;
+pub mod inspect;
 pub mod lock;
 pub mod oci;
 pub mod rpc;
