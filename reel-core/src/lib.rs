@@ -28,6 +28,7 @@ pub mod durable;
 pub mod evidence;
 pub mod export;
 pub mod host;
+pub mod inspect;
 pub mod lock;
 pub mod oci;
 pub mod rpc;
