@@ -472,6 +472,9 @@ pub struct ExtractCheckpoint {
     /// Write an ELF core of process --pid to FILE (a new file, mode 0600), for gdb.
     #[arg(long, value_name = "FILE", requires = "pid")]
     pub core: Option<PathBuf>,
+    /// Go on when a member does not match the manifest (loudly; the output is then unverified).
+    #[arg(long)]
+    pub no_verify: bool,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -5,26 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use reel_core::evidence::{self, FileLimits, RootfsLimits};
+use reel_core::inspect::SourceOptions;
 
 use crate::cli::{Cli, ExtractCheckpoint};
 use crate::output::{self, human_bytes, Table};
 
 /// The checkpoint an argument names: an existing file or directory, else a stored id.
-pub fn checkpoint_path(cli: &Cli, arg: &str) -> anyhow::Result<PathBuf> {
-    let as_path = PathBuf::from(arg);
-    if as_path.exists() {
-        return Ok(as_path);
-    }
-    if !arg.contains('/') {
-        let stored = super::store_root(cli).join(format!("{arg}.tar"));
-        if stored.is_file() {
-            return Ok(stored);
-        }
-    }
-    anyhow::bail!(
-        "{arg} is neither an archive, a checkpoint directory nor a checkpoint id in {} (see `reel list checkpoint -A`)",
-        super::store_root(cli).display()
-    )
+fn checkpoint_path(cli: &Cli, arg: &str) -> anyhow::Result<PathBuf> {
+    Ok(reel_core::inspect::resolve(arg, &super::store_root(cli))?)
 }
 
 /// `PID:FD`.
@@ -40,12 +28,21 @@ fn pid_fd(s: &str) -> anyhow::Result<(u32, u32)> {
 }
 
 pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
+    let opts = SourceOptions {
+        verify: !args.no_verify,
+    };
+    if args.no_verify {
+        eprintln!("warning: --no-verify: members are not checked against the manifest; the output is unverified evidence");
+    }
+    if args.pid.is_some() && args.core.is_none() {
+        return Err(crate::hints::usage("--pid goes with --core FILE"));
+    }
     if let Some(dir) = &args.rootfs {
         if args.to.is_some() {
             return Err(crate::hints::usage("--to goes with --file, not with --rootfs"));
         }
         let cp = checkpoint_path(cli, &args.checkpoint)?;
-        let r = evidence::extract_rootfs(&cp, dir, RootfsLimits::default())
+        let r = evidence::extract_rootfs(&cp, dir, opts, RootfsLimits::default())
             .with_context(|| format!("unpacking the rootfs diff of {}", cp.display()))?;
         return output::print(args.output, &r, || {
             let mut t = Table::new(vec!["OUTCOME", "KIND", "MODE", "SIZE", "PATH", "NOTES"]);
@@ -93,7 +90,7 @@ pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
             .as_ref()
             .ok_or_else(|| crate::hints::usage("--file needs --to FILE"))?;
         let cp = checkpoint_path(cli, &args.checkpoint)?;
-        let f = evidence::extract_file(&cp, pid, fd, to, FileLimits::default())
+        let f = evidence::extract_file(&cp, pid, fd, to, opts, FileLimits::default())
             .with_context(|| format!("extracting {pid}:{fd} from {}", cp.display()))?;
         return output::print(args.output, &f, || {
             let mut t = Table::new(vec!["PID", "FD", "KIND", "PATH", "BYTES", "SHA256", "TO"]);
@@ -109,5 +106,44 @@ pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
             t
         });
     }
-    Err(crate::hints::usage("give --rootfs DIR or --file PID:FD --to FILE"))
+    if let (Some(core), Some(pid)) = (&args.core, args.pid) {
+        if args.to.is_some() {
+            return Err(crate::hints::usage("--to goes with --file, not with --core"));
+        }
+        let cp = checkpoint_path(cli, &args.checkpoint)?;
+        let r = evidence::write_core(&cp, pid, core, opts)
+            .with_context(|| format!("writing an ELF core of process {pid} of {}", cp.display()))?;
+        return output::print(args.output, &r, || {
+            let mut t = Table::new(vec!["TID", "IP", "SP", "ORIG_AX"]);
+            for th in &r.threads {
+                t.row(vec![
+                    th.tid.to_string(),
+                    th.ip.clone(),
+                    th.sp.clone(),
+                    th.orig_ax.to_string(),
+                ]);
+            }
+            t
+        })
+        .map(|()| {
+            if args.output == crate::cli::Output::Table {
+                println!(
+                    "core of {} ({}) written to {}: {} threads, {} segments, {} of pages ({} file size)",
+                    r.pid,
+                    r.comm,
+                    r.to.display(),
+                    r.threads.len(),
+                    r.segments,
+                    human_bytes(r.bytes),
+                    human_bytes(r.file_size)
+                );
+                for l in &r.left_out {
+                    println!("left out: {l}");
+                }
+            }
+        });
+    }
+    Err(crate::hints::usage(
+        "give --rootfs DIR, --file PID:FD --to FILE, or --pid N --core FILE",
+    ))
 }

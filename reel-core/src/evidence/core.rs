@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::criu::image::ImageReader;
 use crate::inspect::pages::{PAGE_SIZE, PE_LAZY};
-use crate::inspect::{CheckpointSource, PageIndex};
+use crate::inspect::{CheckpointSource, PageIndex, SourceOptions};
 
 use super::EvidenceError;
 
@@ -253,11 +253,16 @@ fn pf_flags(prot: u32) -> u32 {
 
 /// Writes an ELF core of process `pid` of the checkpoint at `checkpoint` to `to`, a new file
 /// (see the module's documentation).
-pub fn write_core(checkpoint: &Path, pid: u32, to: &Path) -> Result<CoreReport, EvidenceError> {
+pub fn write_core(
+    checkpoint: &Path,
+    pid: u32,
+    to: &Path,
+    opts: SourceOptions,
+) -> Result<CoreReport, EvidenceError> {
     if crate::durable::exists(to) {
         return Err(EvidenceError::OutputExists { path: to.to_owned() });
     }
-    let src = CheckpointSource::open(checkpoint, Default::default())?;
+    let src = CheckpointSource::open(checkpoint, opts)?;
     let tree = image::<proto::PstreeEntry>(&src, "pstree.img")?.ok_or_else(|| {
         EvidenceError::MissingMember {
             checkpoint: src.path().to_owned(),

@@ -55,6 +55,9 @@ pub enum EvidenceError {
     /// A CRIU image of the checkpoint is broken or hostile.
     #[error(transparent)]
     Image(#[from] crate::criu::image::ImageError),
+    /// The checkpoint cannot be opened, or a member of it read (or it fails verification).
+    #[error(transparent)]
+    Source(#[from] crate::inspect::InspectError),
     /// A CRIU image is readable but says something impossible or inconsistent.
     #[error("checkpoint {}: {member}: {reason}", checkpoint.display())]
     BadImage {

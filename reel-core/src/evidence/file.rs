@@ -27,8 +27,11 @@ use sha2::{Digest, Sha256};
 use crate::criu::image::{ImageReader, MessageType};
 use crate::durable::DurableFile;
 
-use super::access::Checkpoint;
+use crate::inspect::{CheckpointSource, PageIndex, SourceOptions};
+
 use super::EvidenceError;
+
+type Checkpoint = CheckpointSource;
 
 /// The most bytes read of a small image (descriptor tables, file lists).
 const MAX_SMALL_IMAGE: u64 = 256 << 20;
@@ -93,7 +96,7 @@ pub(crate) fn small_image<M: crate::criu::image::ImageMessage>(
     cp: &Checkpoint,
     name: &str,
 ) -> Result<Option<Vec<M>>, EvidenceError> {
-    let Some(bytes) = cp.read_member(&format!("checkpoint/{name}"), MAX_SMALL_IMAGE)? else {
+    let Some(bytes) = cp.read_optional(&format!("checkpoint/{name}"), MAX_SMALL_IMAGE)? else {
         return Ok(None);
     };
     let mut r = ImageReader::from_bytes(&bytes, format!("checkpoint/{name}"))?;
@@ -183,12 +186,13 @@ pub fn extract_file(
     pid: u32,
     fd: u32,
     to: &Path,
+    opts: SourceOptions,
     limits: FileLimits,
 ) -> Result<ExtractedFile, EvidenceError> {
     if crate::durable::exists(to) {
         return Err(EvidenceError::OutputExists { path: to.to_owned() });
     }
-    let cp = Checkpoint::open(checkpoint)?;
+    let cp = CheckpointSource::open(checkpoint, opts)?;
     let file = file_of(&cp, pid, fd)?;
     let what = format!("descriptor {fd} of process {pid}");
     match proto::FdTypes::try_from(file.r#type) {
@@ -199,12 +203,13 @@ pub fn extract_file(
                 .ok_or_else(|| bad_image(&cp, "files.img", format!("{what}: a regular file without its entry")))?;
             ghost(&cp, pid, fd, reg, to, limits)
         }
-        Ok(proto::FdTypes::Memfd) => Err(EvidenceError::Unsupported {
-            checkpoint: cp.path().to_owned(),
-            what: format!(
-                "{what} is a memfd: extracting memfd contents needs the checkpoint's page index, which this build of reel does not have yet (nothing was written)"
-            ),
-        }),
+        Ok(proto::FdTypes::Memfd) => {
+            let m = file
+                .memfd
+                .as_ref()
+                .ok_or_else(|| bad_image(&cp, "files.img", format!("{what}: a memfd without its entry")))?;
+            memfd(&cp, pid, fd, m, to, limits)
+        }
         _ => Err(EvidenceError::Unsupported {
             checkpoint: cp.path().to_owned(),
             what: format!(
@@ -256,9 +261,12 @@ fn ghost(
     };
     let member = format!("checkpoint/ghost-file-{ghost_id:x}.img");
     let checkpoint = cp.path().to_owned();
-    let written = cp.with_member(&member, |r| write_ghost(&checkpoint, &member, r, to, limits))?;
+    if cp.member(&member).is_none() {
+        return Err(missing(cp, &format!("ghost-file-{ghost_id:x}.img"), "the deleted file's contents"));
+    }
+    let mut r = cp.reader(&member)?;
     let (bytes, sha256, mode, chunks, zero_filled) =
-        written.ok_or_else(|| missing(cp, &format!("ghost-file-{ghost_id:x}.img"), "the deleted file's contents"))?;
+        write_ghost(&checkpoint, &member, &mut r, to, limits)?;
     Ok(ExtractedFile {
         checkpoint,
         pid,
@@ -271,6 +279,111 @@ fn ghost(
         mode: format!("{:04o}", mode & 0o7777),
         source: member,
         chunks,
+        zero_filled,
+    })
+}
+
+/// The largest shared-memory pagemap loaded.
+const MAX_PAGEMAP: u64 = 256 << 20;
+/// Pages are copied in pieces of at most this many bytes.
+const COPY_BYTES: u64 = 8 << 20;
+
+fn memfd(
+    cp: &Checkpoint,
+    pid: u32,
+    fd: u32,
+    m: &proto::MemfdFileEntry,
+    to: &Path,
+    limits: FileLimits,
+) -> Result<ExtractedFile, EvidenceError> {
+    let inodes = small_image::<proto::MemfdInodeEntry>(cp, "memfd.img")?
+        .ok_or_else(|| missing(cp, "memfd.img", "the memfds' inodes"))?;
+    let inode = inodes
+        .iter()
+        .find(|i| i.inode_id == u64::from(m.inode_id))
+        .ok_or_else(|| {
+            bad_image(cp, "memfd.img", format!("no inode {} (the memfd of descriptor {fd} of process {pid})", m.inode_id))
+        })?;
+    let size = inode.size;
+    if size > limits.max_bytes {
+        return Err(bad_image(
+            cp,
+            "memfd.img",
+            format!("memfd {} is {size} bytes, over the limit of {}", inode.name, limits.max_bytes),
+        ));
+    }
+    let pagemap = format!("pagemap-shmem-{}.img", inode.shmid);
+    let member = format!("checkpoint/{pagemap}");
+    let bytes = cp
+        .read_optional(&member, MAX_PAGEMAP)?
+        .ok_or_else(|| missing(cp, &pagemap, "the memfd's pages"))?;
+    let index = PageIndex::from_image(&bytes, &member, pid)?;
+    let pages = index.pages_member().to_string();
+    let io_err = |action: &'static str, source: io::Error| EvidenceError::Io {
+        action,
+        path: to.to_owned(),
+        source,
+    };
+    let file = DurableFile::create(to).map_err(|e| match e {
+        crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
+        other => io_err("creating", io::Error::other(other.to_string())),
+    })?;
+    let mut out = Out {
+        file,
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let mut zero_filled = 0u64;
+    // Runs are sorted by offset in the memfd; what no run covers was never written: zeros.
+    for run in index.runs() {
+        if run.vaddr >= size {
+            break;
+        }
+        let end = run.end().min(size);
+        let Some(base) = run.offset else {
+            return Err(EvidenceError::Unsupported {
+                checkpoint: cp.path().to_owned(),
+                what: format!(
+                    "memfd {}: bytes {:#x}-{end:#x} are in a parent (pre-)dump, not in this checkpoint (nothing was written)",
+                    inode.name, run.vaddr
+                ),
+            });
+        };
+        let gap = run.vaddr - out.written;
+        out.zeros(gap).map_err(|e| io_err("writing", e))?;
+        zero_filled += gap;
+        let mut at = run.vaddr;
+        while at < end {
+            let n = (end - at).min(COPY_BYTES);
+            let data = cp.read_range(&pages, base + (at - run.vaddr), n)?;
+            out.put(&data).map_err(|e| io_err("writing", e))?;
+            at += n;
+        }
+    }
+    let gap = size - out.written;
+    out.zeros(gap).map_err(|e| io_err("writing", e))?;
+    zero_filled += gap;
+    let Out {
+        file,
+        hasher,
+        written,
+    } = out;
+    file.commit(None).map_err(|e| match e {
+        crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
+        other => io_err("committing", io::Error::other(other.to_string())),
+    })?;
+    Ok(ExtractedFile {
+        checkpoint: cp.path().to_owned(),
+        pid,
+        fd,
+        kind: ExtractedKind::Memfd,
+        path: format!("memfd:{}", inode.name),
+        to: to.to_owned(),
+        bytes: written,
+        sha256: hex::encode(hasher.finalize()),
+        mode: format!("{:04o}", inode.mode.unwrap_or(0) & 0o7777),
+        source: pages,
+        chunks: false,
         zero_filled,
     })
 }
