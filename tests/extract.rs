@@ -50,10 +50,7 @@ fn fd_of(pid: i32, link: &str) -> u32 {
         if let Some(e) = found {
             return e.file_name().to_string_lossy().parse().unwrap();
         }
-        assert!(
-            Instant::now() < deadline,
-            "process {pid} holds no {link}"
-        );
+        assert!(Instant::now() < deadline, "process {pid} holds no {link}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -169,7 +166,10 @@ fn deleted_files_come_out_byte_for_byte() {
         "json",
     ]));
     eprintln!("large ghost extracted in {:?}: {v}", started.elapsed());
-    assert!(fs::read(&large).unwrap() == pattern(LARGE), "large ghost differs");
+    assert!(
+        fs::read(&large).unwrap() == pattern(LARGE),
+        "large ghost differs"
+    );
     assert_eq!(v["bytes"], LARGE as u64);
 
     // The output exists: refused, and left as it was.
@@ -188,7 +188,10 @@ fn deleted_files_come_out_byte_for_byte() {
         "{}",
         text(&o)
     );
-    assert!(fs::read(&large).unwrap() == pattern(LARGE), "the existing file was touched");
+    assert!(
+        fs::read(&large).unwrap() == pattern(LARGE),
+        "the existing file was touched"
+    );
 
     // The memfd: its shared-memory pages, exactly.
     let mem = out.join("memfd");
@@ -206,23 +209,98 @@ fn deleted_files_come_out_byte_for_byte() {
     eprintln!("memfd extracted: {v}");
     assert_eq!(v["kind"], "memfd");
     assert_eq!(v["path"], "memfd:evidence");
-    assert!(fs::read(&mem).unwrap() == pattern(SMALL), "memfd contents differ");
+    assert!(
+        fs::read(&mem).unwrap() == pattern(SMALL),
+        "memfd contents differ"
+    );
+
+    // The same from the checkpoint exported as .tar.zst (reached through its seek table).
+    let exported = s.reel.scratch("exported");
+    let zst = exported.join("cp.tar.zst");
+    let o = s.reel.run(&[
+        "export",
+        "checkpoint",
+        "--id",
+        &s.id,
+        "--dest",
+        &zst.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "export: {}", text(&o));
+    for (fd, name, want) in [
+        (s.large_fd, "large.zst", pattern(LARGE)),
+        (s.memfd_fd, "memfd.zst", pattern(SMALL)),
+    ] {
+        let to = out.join(name);
+        let started = Instant::now();
+        json_ok(&s.reel.run(&[
+            "extract",
+            "checkpoint",
+            &zst.to_string_lossy(),
+            "--file",
+            &format!("1:{fd}"),
+            "--to",
+            &to.to_string_lossy(),
+            "-o",
+            "json",
+        ]));
+        eprintln!("{name} extracted from .tar.zst in {:?}", started.elapsed());
+        assert!(fs::read(&to).unwrap() == want, "{name} differs");
+    }
+
+    // The real checkpoint's rootfs diff unpacks (whatever it holds), from the .tar and the
+    // .tar.zst alike.
+    for (i, from) in [archive.clone(), zst.to_string_lossy().into_owned()]
+        .iter()
+        .enumerate()
+    {
+        let dest = out.join(format!("rootfs-{i}"));
+        let v = json_ok(&s.reel.run(&[
+            "extract",
+            "checkpoint",
+            from,
+            "--rootfs",
+            &dest.to_string_lossy(),
+            "-o",
+            "json",
+        ]));
+        assert_eq!(v["refused"], 0, "{v}");
+        assert!(dest.is_dir());
+    }
 
     // A descriptor that is no deleted file, one that does not exist, a bad PID:FD.
     let o = s.reel.run(&[
-        "extract", "checkpoint", &archive, "--file", "1:0", "--to",
+        "extract",
+        "checkpoint",
+        &archive,
+        "--file",
+        "1:0",
+        "--to",
         &out.join("stdin").to_string_lossy(),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(!out.join("stdin").exists());
     let o = s.reel.run(&[
-        "extract", "checkpoint", &archive, "--file", "1:999", "--to",
+        "extract",
+        "checkpoint",
+        &archive,
+        "--file",
+        "1:999",
+        "--to",
         &out.join("none").to_string_lossy(),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no descriptor 999"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no descriptor 999"),
+        "{}",
+        text(&o)
+    );
     let o = s.reel.run(&[
-        "extract", "checkpoint", &archive, "--file", "one", "--to",
+        "extract",
+        "checkpoint",
+        &archive,
+        "--file",
+        "one",
+        "--to",
         &out.join("x").to_string_lossy(),
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -247,8 +325,11 @@ fn header(path: &str, ty: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) {
-    b.append(&header(path, tar::EntryType::Regular, mode, data.len() as u64), data)
-        .unwrap();
+    b.append(
+        &header(path, tar::EntryType::Regular, mode, data.len() as u64),
+        data,
+    )
+    .unwrap();
 }
 
 fn link(b: &mut tar::Builder<Vec<u8>>, path: &str, ty: tar::EntryType, target: &str) {
@@ -267,7 +348,12 @@ fn hostile_diff(whiteouts: bool) -> Vec<u8> {
     file(&mut b, "tmp/../../outside2", 0o644, b"escaped\n");
     file(&mut b, "/abs-outside", 0o644, b"escaped\n");
     link(&mut b, "etc-link", tar::EntryType::Symlink, "/etc");
-    file(&mut b, "etc-link/shadow-planted", 0o600, b"through the link\n");
+    file(
+        &mut b,
+        "etc-link/shadow-planted",
+        0o600,
+        b"through the link\n",
+    );
     link(&mut b, "up", tar::EntryType::Symlink, "../../../../");
     file(&mut b, "up/outside3", 0o644, b"escaped\n");
     link(&mut b, "hard-out", tar::EntryType::Link, "/etc/passwd");
@@ -338,7 +424,10 @@ fn check_hostile(report: &Value, top: &Path, dest: &Path) {
     ] {
         let e = entry(report, p);
         assert_eq!(e["outcome"], "refused", "{p}: {e}");
-        assert!(!e["notes"].as_array().unwrap().is_empty(), "{p} has no reason: {e}");
+        assert!(
+            !e["notes"].as_array().unwrap().is_empty(),
+            "{p} has no reason: {e}"
+        );
     }
     for p in ["outside", "outside2", "abs-outside", "outside3"] {
         assert!(!top.join(p).exists(), "{p} left the directory");
@@ -357,7 +446,10 @@ fn check_hostile(report: &Value, top: &Path, dest: &Path) {
     );
     let e = entry(report, "etc-link");
     assert!(e["notes"].to_string().contains("absolute"), "{e}");
-    for (p, bit) in [("usr/bin/suid-shell", "setuid"), ("usr/bin/sgid-tool", "setgid")] {
+    for (p, bit) in [
+        ("usr/bin/suid-shell", "setuid"),
+        ("usr/bin/sgid-tool", "setgid"),
+    ] {
         let e = entry(report, p);
         assert_eq!(e["outcome"], "written", "{e}");
         assert!(e["notes"].to_string().contains(bit), "{e}");
@@ -373,9 +465,17 @@ fn check_hostile(report: &Value, top: &Path, dest: &Path) {
             "{} is neither a file, a directory nor a symlink",
             p.display()
         );
-        assert_eq!(m.mode() & 0o6000, 0, "{} keeps a setuid/setgid bit", p.display());
+        assert_eq!(
+            m.mode() & 0o6000,
+            0,
+            "{} keeps a setuid/setgid bit",
+            p.display()
+        );
     }
-    assert_eq!(fs::metadata(dest).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(dest).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -418,7 +518,10 @@ fn a_hostile_plain_diff_stays_inside_and_is_reported() {
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(out.contains("refused") && out.contains("setuid bit stripped"), "{out}");
+    assert!(
+        out.contains("refused") && out.contains("setuid bit stripped"),
+        "{out}"
+    );
 
     // Into a directory that is not empty: refused, nothing written.
     let o = reel.run(&[
@@ -429,7 +532,11 @@ fn a_hostile_plain_diff_stays_inside_and_is_reported() {
         &dest.to_string_lossy(),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not empty"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -452,9 +559,15 @@ fn a_hostile_gzip_diff_with_whiteouts_stays_inside_and_is_reported() {
     assert_eq!(report["flavour"], "gzip_tar");
     check_hostile(&report, &top, &dest);
     let e = entry(&report, "/etc/removed.conf");
-    assert_eq!((e["kind"].as_str(), e["outcome"].as_str()), (Some("deleted"), Some("reported")));
+    assert_eq!(
+        (e["kind"].as_str(), e["outcome"].as_str()),
+        (Some("deleted"), Some("reported"))
+    );
     let e = entry(&report, "/var/cache");
-    assert_eq!((e["kind"].as_str(), e["outcome"].as_str()), (Some("opaque"), Some("reported")));
+    assert_eq!(
+        (e["kind"].as_str(), e["outcome"].as_str()),
+        (Some("opaque"), Some("reported"))
+    );
     assert!(!dest.join("etc/.wh.removed.conf").exists());
     assert!(!dest.join("var/cache/.wh..wh..opq").exists());
 }
@@ -481,7 +594,10 @@ fn per_thread(out: &str) -> Vec<(u32, String)> {
     for line in out.lines() {
         if let Some(rest) = line.strip_prefix("Thread ") {
             if let Some(i) = rest.find("(LWP ") {
-                let lwp: String = rest[i + 5..].chars().take_while(char::is_ascii_digit).collect();
+                let lwp: String = rest[i + 5..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
                 v.push((lwp.parse().unwrap(), String::new()));
                 continue;
             }
@@ -543,6 +659,24 @@ fn an_elf_core_opens_in_gdb_with_threads_registers_and_memory() {
     eprintln!("core written in {:?}: {v:#}", started.elapsed());
     assert_eq!(fs::metadata(&core).unwrap().mode() & 0o777, 0o600);
     assert_eq!(v["threads"].as_array().unwrap().len(), 2, "{v}");
+    // Never over an existing file.
+    let before = fs::metadata(&core).unwrap().len();
+    let o = reel.run(&[
+        "extract",
+        "checkpoint",
+        &archive_path.to_string_lossy(),
+        "--pid",
+        "1",
+        "--core",
+        &core.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already exists"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::metadata(&core).unwrap().len(), before);
 
     let gdb = kit::run(
         std::process::Command::new("gdb")

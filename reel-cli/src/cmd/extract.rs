@@ -39,7 +39,9 @@ pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.rootfs {
         if args.to.is_some() {
-            return Err(crate::hints::usage("--to goes with --file, not with --rootfs"));
+            return Err(crate::hints::usage(
+                "--to goes with --file, not with --rootfs",
+            ));
         }
         let cp = checkpoint_path(cli, &args.checkpoint)?;
         let r = evidence::extract_rootfs(&cp, dir, opts, RootfsLimits::default())
@@ -108,7 +110,9 @@ pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
     }
     if let (Some(core), Some(pid)) = (&args.core, args.pid) {
         if args.to.is_some() {
-            return Err(crate::hints::usage("--to goes with --file, not with --core"));
+            return Err(crate::hints::usage(
+                "--to goes with --file, not with --core",
+            ));
         }
         let cp = checkpoint_path(cli, &args.checkpoint)?;
         let r = evidence::write_core(&cp, pid, core, opts)

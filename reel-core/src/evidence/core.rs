@@ -4,7 +4,8 @@
 //! * `PT_NOTE`: for every thread (the process's main thread first, so it is gdb's current
 //!   one) `NT_PRSTATUS` with the general registers of its `core-<tid>.img` (the instruction
 //!   pointer as CRIU recorded it: for a thread in a restartable system call CRIU rewinds it
-//!   to the `syscall` instruction) followed by `NT_FPREGSET` (the FXSAVE area); after the
+//!   to the `syscall` instruction) followed by `NT_X86_XSTATE` (the XSAVE area: AVX, AVX-512,
+//!   PKRU as CRIU saved them) and `NT_FPREGSET` (the FXSAVE area); after the
 //!   first thread `NT_PRPSINFO` (state, credentials, comm, argv), `NT_AUXV`
 //!   (`mm.saved_auxv`) and `NT_FILE` (every file mapping: range, offset, path).
 //! * `PT_LOAD`: one per anonymous private VMA with its dumped pages (pages CRIU did not dump
@@ -12,7 +13,7 @@
 //!   one per run of dumped pages (the pages the process wrote), the rest left out: gdb reads
 //!   it from the file (the executable, or the `NT_FILE` mapping), and the report says how many
 //!   pages were left out. Shared memory (anonymous shared, memfd, SysV) and special regions
-//!   (vsyscall, vvar, vdso) get a `PT_LOAD` without contents.
+//!   (vsyscall, vvar) get a `PT_LOAD` without contents.
 //!
 //! The ELF header, program headers and notes are laid out and written with the `object`
 //! crate's ELF writer; the segments' pages are then written at the offsets it reserved. The
@@ -23,7 +24,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use criu_sys::proto;
-use object::elf::{self, NT_AUXV, NT_FILE, NT_FPREGSET, NT_PRPSINFO, NT_PRSTATUS};
+use object::elf::{self, NT_AUXV, NT_FILE, NT_FPREGSET, NT_PRPSINFO, NT_PRSTATUS, NT_X86_XSTATE};
 use object::write::elf::{FileHeader, ProgramHeader, Writer};
 use object::write::StreamingBuffer;
 use object::Endianness;
@@ -37,14 +38,12 @@ use super::EvidenceError;
 
 /// CRIU's VMA status bits (criu/include/image.h).
 const VMA_AREA_VSYSCALL: u32 = 1 << 2;
-const VMA_AREA_VDSO: u32 = 1 << 3;
 const VMA_FILE_PRIVATE: u32 = 1 << 6;
 const VMA_FILE_SHARED: u32 = 1 << 7;
 const VMA_ANON_SHARED: u32 = 1 << 8;
 const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 const VMA_AREA_VVAR: u32 = 1 << 12;
 const VMA_AREA_MEMFD: u32 = 1 << 14;
-
 
 /// The largest small image read whole (core, mm, files).
 const MAX_IMAGE: u64 = 256 << 20;
@@ -112,7 +111,9 @@ fn image<M: crate::criu::image::ImageMessage>(
     let Some(bytes) = src.read_optional(&member, MAX_IMAGE)? else {
         return Ok(None);
     };
-    Ok(Some(ImageReader::from_bytes(&bytes, member)?.read_entries()?))
+    Ok(Some(
+        ImageReader::from_bytes(&bytes, member)?.read_entries()?,
+    ))
 }
 
 fn one<M: crate::criu::image::ImageMessage>(
@@ -157,7 +158,12 @@ fn note(out: &mut Vec<u8>, name: &str, n_type: u32, desc: &[u8]) {
 }
 
 /// `struct elf_prstatus` of x86-64 (336 bytes).
-fn prstatus(tid: u32, ps: &proto::PstreeEntry, sighold: u64, regs: &proto::UserX86RegsEntry) -> Vec<u8> {
+fn prstatus(
+    tid: u32,
+    ps: &proto::PstreeEntry,
+    sighold: u64,
+    regs: &proto::UserX86RegsEntry,
+) -> Vec<u8> {
     let mut b = Vec::with_capacity(336);
     // pr_info (si_signo, si_code, si_errno), pr_cursig + padding.
     b.extend_from_slice(&[0u8; 16]);
@@ -168,11 +174,34 @@ fn prstatus(tid: u32, ps: &proto::PstreeEntry, sighold: u64, regs: &proto::UserX
     put_u32(&mut b, ps.pgid);
     put_u32(&mut b, ps.sid);
     b.extend_from_slice(&[0u8; 64]); // pr_utime, pr_stime, pr_cutime, pr_cstime
-    // pr_reg: struct user_regs_struct.
+                                     // pr_reg: struct user_regs_struct.
     for v in [
-        regs.r15, regs.r14, regs.r13, regs.r12, regs.bp, regs.bx, regs.r11, regs.r10, regs.r9,
-        regs.r8, regs.ax, regs.cx, regs.dx, regs.si, regs.di, regs.orig_ax, regs.ip, regs.cs,
-        regs.flags, regs.sp, regs.ss, regs.fs_base, regs.gs_base, regs.ds, regs.es, regs.fs,
+        regs.r15,
+        regs.r14,
+        regs.r13,
+        regs.r12,
+        regs.bp,
+        regs.bx,
+        regs.r11,
+        regs.r10,
+        regs.r9,
+        regs.r8,
+        regs.ax,
+        regs.cx,
+        regs.dx,
+        regs.si,
+        regs.di,
+        regs.orig_ax,
+        regs.ip,
+        regs.cs,
+        regs.flags,
+        regs.sp,
+        regs.ss,
+        regs.fs_base,
+        regs.gs_base,
+        regs.ds,
+        regs.es,
+        regs.fs,
         regs.gs,
     ] {
         put_u64(&mut b, v);
@@ -203,8 +232,48 @@ fn fpregset(fp: &proto::UserX86FpregsEntry) -> Vec<u8> {
     b
 }
 
+/// The XSAVE area in the kernel's standard (non-compacted) layout, as `NT_X86_XSTATE` holds
+/// it: the FXSAVE area (with XCR0 where Linux keeps it, at byte 464, for the debugger), the
+/// XSAVE header (`xstate_bv`), then each component CRIU saved at its architectural offset:
+/// AVX (576), MPX (960, 1024), AVX-512 (1088, 1152, 1664), PKRU (2688).
+fn xstate(fx: &[u8], xs: &proto::UserX86XsaveEntry) -> Vec<u8> {
+    let mut b = fx.to_vec();
+    let mut xcr0: u64 = 0b11; // x87, SSE
+    let mut put = |b: &mut Vec<u8>, at: usize, bit: u64, bytes: Vec<u8>| {
+        if bytes.is_empty() {
+            return;
+        }
+        if b.len() < at + bytes.len() {
+            b.resize(at + bytes.len(), 0);
+        }
+        b[at..at + bytes.len()].copy_from_slice(&bytes);
+        xcr0 |= bit;
+    };
+    let words32 = |v: &[u32]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    let words64 = |v: &[u64]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    b.resize(576, 0);
+    put(&mut b, 576, 1 << 2, words32(&xs.ymmh_space));
+    put(&mut b, 960, 1 << 3, words64(&xs.bndreg_state));
+    put(&mut b, 1024, 1 << 4, words64(&xs.bndcsr_state));
+    put(&mut b, 1088, 1 << 5, words64(&xs.opmask_reg));
+    put(&mut b, 1152, 1 << 6, words64(&xs.zmm_upper));
+    put(&mut b, 1664, 1 << 7, words64(&xs.hi16_zmm));
+    put(&mut b, 2688, 1 << 9, words32(&xs.pkru));
+    b.resize(b.len().next_multiple_of(64), 0);
+    b[464..472].copy_from_slice(&xcr0.to_le_bytes());
+    b[512..520].copy_from_slice(&(xs.xstate_bv & xcr0).to_le_bytes());
+    b
+}
+
 /// `struct elf_prpsinfo` of x86-64 (136 bytes).
-fn prpsinfo(ps: &proto::PstreeEntry, state: u32, flags: u32, creds: Option<&proto::CredsEntry>, comm: &str, args: &str) -> Vec<u8> {
+fn prpsinfo(
+    ps: &proto::PstreeEntry,
+    state: u32,
+    flags: u32,
+    creds: Option<&proto::CredsEntry>,
+    comm: &str,
+    args: &str,
+) -> Vec<u8> {
     let mut b = Vec::with_capacity(136);
     // CRIU's task states: 1 alive, 2 dead, 3 stopped, 6 zombie.
     let (st, sname) = match state {
@@ -260,7 +329,9 @@ pub fn write_core(
     opts: SourceOptions,
 ) -> Result<CoreReport, EvidenceError> {
     if crate::durable::exists(to) {
-        return Err(EvidenceError::OutputExists { path: to.to_owned() });
+        return Err(EvidenceError::OutputExists {
+            path: to.to_owned(),
+        });
     }
     let src = CheckpointSource::open(checkpoint, opts)?;
     let tree = image::<proto::PstreeEntry>(&src, "pstree.img")?.ok_or_else(|| {
@@ -319,7 +390,11 @@ pub fn write_core(
     let mut notes = Vec::new();
     for (i, (tid, core)) in cores.iter().enumerate() {
         let ti = core.thread_info.as_ref().ok_or_else(|| {
-            bad(&src, &format!("checkpoint/core-{tid}.img"), "no x86-64 thread_info: reel writes cores of x86-64 processes only".into())
+            bad(
+                &src,
+                &format!("checkpoint/core-{tid}.img"),
+                "no x86-64 thread_info: reel writes cores of x86-64 processes only".into(),
+            )
         })?;
         let sighold = core
             .thread_core
@@ -327,7 +402,12 @@ pub fn write_core(
             .and_then(|t| t.blk_sigset)
             .or(tc.map(|t| t.blk_sigset))
             .unwrap_or(0);
-        note(&mut notes, "CORE", NT_PRSTATUS, &prstatus(*tid, &ps, sighold, &ti.gpregs));
+        note(
+            &mut notes,
+            "CORE",
+            NT_PRSTATUS,
+            &prstatus(*tid, &ps, sighold, &ti.gpregs),
+        );
         report.threads.push(CoreThread {
             tid: *tid,
             ip: format!("{:#x}", ti.gpregs.ip),
@@ -343,7 +423,14 @@ pub fn write_core(
                 &mut notes,
                 "CORE",
                 NT_PRPSINFO,
-                &prpsinfo(&ps, tc.map_or(1, |t| t.task_state), tc.map_or(0, |t| t.flags), creds, &comm, &args),
+                &prpsinfo(
+                    &ps,
+                    tc.map_or(1, |t| t.task_state),
+                    tc.map_or(0, |t| t.flags),
+                    creds,
+                    &comm,
+                    &args,
+                ),
             );
             let mut auxv = Vec::new();
             for w in &mm.mm_saved_auxv {
@@ -382,11 +469,16 @@ pub fn write_core(
                 format!("NT_FILE ({} file mappings)", ranges.len()),
             ]);
         }
-        note(&mut notes, "CORE", NT_FPREGSET, &fpregset(&ti.fpregs));
+        let fx = fpregset(&ti.fpregs);
+        if let Some(xs) = ti.fpregs.xsave.as_ref() {
+            note(&mut notes, "LINUX", NT_X86_XSTATE, &xstate(&fx, xs));
+        }
+        note(&mut notes, "CORE", NT_FPREGSET, &fx);
     }
-    report
-        .notes
-        .insert(0, format!("NT_PRSTATUS and NT_FPREGSET for {} thread(s)", cores.len()));
+    report.notes.insert(
+        0,
+        format!("NT_PRSTATUS and NT_FPREGSET for {} thread(s)", cores.len()),
+    );
 
     // The segments.
     let mut segments = Vec::new();
@@ -394,7 +486,14 @@ pub fn write_core(
     vmas.sort_by_key(|v| v.start);
     for v in &vmas {
         if v.end <= v.start || v.start % PAGE_SIZE != 0 || v.end % PAGE_SIZE != 0 {
-            return Err(bad(&src, &format!("checkpoint/mm-{pid}.img"), format!("VMA {:#x}-{:#x} is not a page-aligned range", v.start, v.end)));
+            return Err(bad(
+                &src,
+                &format!("checkpoint/mm-{pid}.img"),
+                format!(
+                    "VMA {:#x}-{:#x} is not a page-aligned range",
+                    v.start, v.end
+                ),
+            ));
         }
         let flags = pf_flags(v.prot);
         let empty = |vaddr: u64, memsz: u64| Segment {
@@ -410,8 +509,10 @@ pub fn write_core(
             },
             pieces: Vec::new(),
         };
-        let special = v.status & (VMA_AREA_VSYSCALL | VMA_AREA_VVAR | VMA_AREA_VDSO);
-        let shared = v.status & (VMA_ANON_SHARED | VMA_AREA_SYSVIPC | VMA_AREA_MEMFD | VMA_FILE_SHARED);
+        // vvar and vsyscall are the kernel's, never dumped; the vdso is dumped like private memory.
+        let special = v.status & (VMA_AREA_VSYSCALL | VMA_AREA_VVAR);
+        let shared =
+            v.status & (VMA_ANON_SHARED | VMA_AREA_SYSVIPC | VMA_AREA_MEMFD | VMA_FILE_SHARED);
         // The runs of dumped pages inside the VMA, clipped to it.
         let mut runs = Vec::new();
         for r in index.runs() {
@@ -425,7 +526,11 @@ pub fn write_core(
                 None => report.left_out.push(format!(
                     "{s:#x}-{e:#x}: {} pages not in this checkpoint ({})",
                     (e - s) / PAGE_SIZE,
-                    if r.flags & PE_LAZY != 0 { "lazy" } else { "in a parent dump" }
+                    if r.flags & PE_LAZY != 0 {
+                        "lazy"
+                    } else {
+                        "in a parent dump"
+                    }
                 )),
             }
         }
@@ -435,7 +540,9 @@ pub fn write_core(
                     "{:#x}-{:#x}: shared memory{}: its pages are not in the core",
                     v.start,
                     v.end,
-                    file_name(v.shmid).map(|n| format!(" ({n})")).unwrap_or_default()
+                    file_name(v.shmid)
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
                 ));
             }
             segments.push(empty(v.start, v.end - v.start));
@@ -475,7 +582,10 @@ pub fn write_core(
         return Err(bad(
             &src,
             &format!("checkpoint/mm-{pid}.img"),
-            format!("{} segments: more than an ELF core without extended numbering holds", segments.len()),
+            format!(
+                "{} segments: more than an ELF core without extended numbering holds",
+                segments.len()
+            ),
         ));
     }
 
@@ -505,7 +615,11 @@ pub fn write_core(
     for s in &mut segments {
         if s.header.p_filesz > 0 {
             let len = usize::try_from(s.header.p_filesz).map_err(|_| {
-                bad(&src, &format!("checkpoint/mm-{pid}.img"), "a VMA larger than this machine can address".into())
+                bad(
+                    &src,
+                    &format!("checkpoint/mm-{pid}.img"),
+                    "a VMA larger than this machine can address".into(),
+                )
             })?;
             s.header.p_offset = w.reserve(len, PAGE_SIZE as usize) as u64;
         }
@@ -560,7 +674,9 @@ pub fn write_core(
     drop(file);
     crate::durable::rename_noreplace(&temp, to).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            EvidenceError::OutputExists { path: to.to_owned() }
+            EvidenceError::OutputExists {
+                path: to.to_owned(),
+            }
         } else {
             io("renaming into place", e)
         }

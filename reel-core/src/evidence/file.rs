@@ -134,15 +134,24 @@ pub(crate) fn files_id(cp: &Checkpoint, pid: u32) -> Result<u32, EvidenceError> 
         return Ok(ids.files_id);
     }
     let ids_name = format!("ids-{pid}.img");
-    let ids = small_image::<proto::TaskKobjIdsEntry>(cp, &ids_name)?
-        .ok_or_else(|| missing(cp, &ids_name, "the task's ids are in neither its core image nor here"))?;
+    let ids = small_image::<proto::TaskKobjIdsEntry>(cp, &ids_name)?.ok_or_else(|| {
+        missing(
+            cp,
+            &ids_name,
+            "the task's ids are in neither its core image nor here",
+        )
+    })?;
     ids.first()
         .map(|i| i.files_id)
         .ok_or_else(|| bad_image(cp, &ids_name, "holds no entry".into()))
 }
 
 /// The `files.img` entry behind `pid:fd`.
-pub(crate) fn file_of(cp: &Checkpoint, pid: u32, fd: u32) -> Result<proto::FileEntry, EvidenceError> {
+pub(crate) fn file_of(
+    cp: &Checkpoint,
+    pid: u32,
+    fd: u32,
+) -> Result<proto::FileEntry, EvidenceError> {
     let files_id = files_id(cp, pid)?;
     let fdinfo_name = format!("fdinfo-{files_id}.img");
     let fds = small_image::<proto::FdinfoEntry>(cp, &fdinfo_name)?
@@ -190,7 +199,9 @@ pub fn extract_file(
     limits: FileLimits,
 ) -> Result<ExtractedFile, EvidenceError> {
     if crate::durable::exists(to) {
-        return Err(EvidenceError::OutputExists { path: to.to_owned() });
+        return Err(EvidenceError::OutputExists {
+            path: to.to_owned(),
+        });
     }
     let cp = CheckpointSource::open(checkpoint, opts)?;
     let file = file_of(&cp, pid, fd)?;
@@ -229,7 +240,8 @@ fn ghost(
     limits: FileLimits,
 ) -> Result<ExtractedFile, EvidenceError> {
     let what = format!("descriptor {fd} of process {pid} ({})", reg.name);
-    let remaps = small_image::<proto::RemapFilePathEntry>(cp, "remap-fpath.img")?.unwrap_or_default();
+    let remaps =
+        small_image::<proto::RemapFilePathEntry>(cp, "remap-fpath.img")?.unwrap_or_default();
     let remap = remaps.iter().find(|r| r.orig_id == reg.id);
     let ghost_id = match remap {
         None => {
@@ -262,7 +274,11 @@ fn ghost(
     let member = format!("checkpoint/ghost-file-{ghost_id:x}.img");
     let checkpoint = cp.path().to_owned();
     if cp.member(&member).is_none() {
-        return Err(missing(cp, &format!("ghost-file-{ghost_id:x}.img"), "the deleted file's contents"));
+        return Err(missing(
+            cp,
+            &format!("ghost-file-{ghost_id:x}.img"),
+            "the deleted file's contents",
+        ));
     }
     let mut r = cp.reader(&member)?;
     let (bytes, sha256, mode, chunks, zero_filled) =
@@ -302,14 +318,24 @@ fn memfd(
         .iter()
         .find(|i| i.inode_id == u64::from(m.inode_id))
         .ok_or_else(|| {
-            bad_image(cp, "memfd.img", format!("no inode {} (the memfd of descriptor {fd} of process {pid})", m.inode_id))
+            bad_image(
+                cp,
+                "memfd.img",
+                format!(
+                    "no inode {} (the memfd of descriptor {fd} of process {pid})",
+                    m.inode_id
+                ),
+            )
         })?;
     let size = inode.size;
     if size > limits.max_bytes {
         return Err(bad_image(
             cp,
             "memfd.img",
-            format!("memfd {} is {size} bytes, over the limit of {}", inode.name, limits.max_bytes),
+            format!(
+                "memfd {} is {size} bytes, over the limit of {}",
+                inode.name, limits.max_bytes
+            ),
         ));
     }
     let pagemap = format!("pagemap-shmem-{}.img", inode.shmid);
@@ -425,7 +451,9 @@ impl Out {
             };
             total += n as u64;
             if self.written + n as u64 > max {
-                return Err(io::Error::other(format!("larger than the limit of {max} bytes")));
+                return Err(io::Error::other(format!(
+                    "larger than the limit of {max} bytes"
+                )));
             }
             self.put(&buf[..n])?;
         }
@@ -493,7 +521,6 @@ fn write_ghost(
         out.copy(&mut first.payload(), limits.max_bytes)
             .map_err(|e| io_err("writing", e))?;
     } else {
-        drop(first);
         while let Some(mut e) = image.next_entry()? {
             if e.message_type() != MessageType::GhostChunkEntry {
                 return Err(bad(format!(
@@ -521,11 +548,16 @@ fn write_ghost(
             let got = out
                 .copy(&mut e.payload(), limits.max_bytes)
                 .map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => bad(format!("truncated in the chunk at offset {}", c.off)),
+                    io::ErrorKind::UnexpectedEof => {
+                        bad(format!("truncated in the chunk at offset {}", c.off))
+                    }
                     _ => io_err("writing", e),
                 })?;
             if got != c.len {
-                return Err(bad(format!("the chunk at offset {} holds {got} of {} bytes", c.off, c.len)));
+                return Err(bad(format!(
+                    "the chunk at offset {} holds {got} of {} bytes",
+                    c.off, c.len
+                )));
             }
         }
     }
@@ -557,5 +589,11 @@ fn write_ghost(
         crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
         other => io_err("committing", io::Error::other(other.to_string())),
     })?;
-    Ok((written, hex::encode(hasher.finalize()), head.mode, chunks, zero_filled))
+    Ok((
+        written,
+        hex::encode(hasher.finalize()),
+        head.mode,
+        chunks,
+        zero_filled,
+    ))
 }

@@ -231,7 +231,9 @@ fn components(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
         match c {
             b"" | b"." => {}
             b".." => {
-                return Err("path has a `..` component: refused (it would leave the directory)".into())
+                return Err(
+                    "path has a `..` component: refused (it would leave the directory)".into(),
+                )
             }
             c => out.push(c),
         }
@@ -399,7 +401,8 @@ impl Unpacker<'_> {
         let Some(&leaf) = comps.last() else {
             // The root itself (`./`): nothing to make.
             rec.outcome = Outcome::Reported;
-            rec.notes.push("the diff's root directory: nothing to write".into());
+            rec.notes
+                .push("the diff's root directory: nothing to write".into());
             self.add(rec);
             return Ok(());
         };
@@ -437,8 +440,10 @@ impl Unpacker<'_> {
             rec.kind = EntryKind::Deleted;
             rec.outcome = Outcome::Reported;
             rec.path = format!("/{}", lossy(&comps.join(&b'/')));
-            rec.notes
-                .push("deleted (overlay whiteout, a 0:0 character device): not applied, no device made".into());
+            rec.notes.push(
+                "deleted (overlay whiteout, a 0:0 character device): not applied, no device made"
+                    .into(),
+            );
             self.add(rec);
             return Ok(());
         }
@@ -558,13 +563,12 @@ impl Unpacker<'_> {
                     inner: (&mut entry).take(size),
                     hasher: Sha256::new(),
                 };
-                let n = io::copy(&mut reader, &mut file).map_err(|source| {
-                    EvidenceError::BadDiff {
+                let n =
+                    io::copy(&mut reader, &mut file).map_err(|source| EvidenceError::BadDiff {
                         checkpoint: self.checkpoint.to_owned(),
                         what: format!("contents of {}", rec.path),
                         source,
-                    }
-                })?;
+                    })?;
                 if n < size {
                     return Err(EvidenceError::BadDiff {
                         checkpoint: self.checkpoint.to_owned(),
@@ -588,7 +592,8 @@ impl Unpacker<'_> {
                 }
             }
             _ => {
-                rec.notes.push(format!("{} entries are not unpacked", rec.kind));
+                rec.notes
+                    .push(format!("{} entries are not unpacked", rec.kind));
                 self.add(rec);
                 return Ok(());
             }
@@ -846,7 +851,16 @@ mod tests {
         .unwrap();
         assert_eq!(r.flavour, DiffFlavour::PlainTar);
         assert_eq!(fs::read(dest.join("etc/ok")).unwrap(), b"fine\n");
-        for p in ["../escape", "a/../../escape2", "/abs", "lnk/passwd", "dev/sda", "fifo", "hl_out", "hl_via"] {
+        for p in [
+            "../escape",
+            "a/../../escape2",
+            "/abs",
+            "lnk/passwd",
+            "dev/sda",
+            "fifo",
+            "hl_out",
+            "hl_via",
+        ] {
             assert_eq!(find(&r, p).outcome, Outcome::Refused, "{p}");
         }
         assert!(!top.path().join("escape").exists());
@@ -855,7 +869,10 @@ mod tests {
         let suid = fs::metadata(dest.join("suid")).unwrap();
         assert_eq!(suid.mode() & 0o7777, 0o755);
         assert!(find(&r, "suid").notes.iter().any(|n| n.contains("setuid")));
-        assert_eq!(fs::metadata(dest.join("sgid")).unwrap().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::metadata(dest.join("sgid")).unwrap().mode() & 0o7777,
+            0o755
+        );
         assert!(find(&r, "up").notes.iter().any(|n| n.contains("climbs")));
         assert_eq!(
             fs::metadata(dest.join("hl_ok")).unwrap().ino(),
@@ -897,8 +914,14 @@ mod tests {
     fn a_non_empty_destination_is_refused() {
         let top = tempfile::tempdir().unwrap();
         fs::write(top.path().join("x"), b"").unwrap();
-        let e = unpack_rootfs_diff(Path::new("x"), None, None, top.path(), RootfsLimits::default())
-            .unwrap_err();
+        let e = unpack_rootfs_diff(
+            Path::new("x"),
+            None,
+            None,
+            top.path(),
+            RootfsLimits::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("not empty"), "{e}");
     }
 
