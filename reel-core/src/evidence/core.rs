@@ -238,28 +238,32 @@ fn fpregset(fp: &proto::UserX86FpregsEntry) -> Vec<u8> {
 /// AVX (576), MPX (960, 1024), AVX-512 (1088, 1152, 1664), PKRU (2688).
 fn xstate(fx: &[u8], xs: &proto::UserX86XsaveEntry) -> Vec<u8> {
     let mut b = fx.to_vec();
+    b.resize(576, 0);
     let mut xcr0: u64 = 0b11; // x87, SSE
-    let mut put = |b: &mut Vec<u8>, at: usize, bit: u64, bytes: Vec<u8>| {
-        if bytes.is_empty() {
-            return;
-        }
-        if b.len() < at + bytes.len() {
-            b.resize(at + bytes.len(), 0);
-        }
-        b[at..at + bytes.len()].copy_from_slice(&bytes);
-        xcr0 |= bit;
-    };
     let words32 = |v: &[u32]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
     let words64 = |v: &[u64]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
-    b.resize(576, 0);
-    put(&mut b, 576, 1 << 2, words32(&xs.ymmh_space));
-    put(&mut b, 960, 1 << 3, words64(&xs.bndreg_state));
-    put(&mut b, 1024, 1 << 4, words64(&xs.bndcsr_state));
-    put(&mut b, 1088, 1 << 5, words64(&xs.opmask_reg));
-    put(&mut b, 1152, 1 << 6, words64(&xs.zmm_upper));
-    put(&mut b, 1664, 1 << 7, words64(&xs.hi16_zmm));
-    put(&mut b, 2688, 1 << 9, words32(&xs.pkru));
-    b.resize(b.len().next_multiple_of(64), 0);
+    // (XCR0 bit, offset, size, what CRIU saved), in the layout debuggers expect (Intel's:
+    // the area then has exactly the size a debugger derives from XCR0).
+    let parts = [
+        (2, 576, 256, words32(&xs.ymmh_space)),
+        (3, 960, 64, words64(&xs.bndreg_state)),
+        (4, 1024, 64, words64(&xs.bndcsr_state)),
+        (5, 1088, 64, words64(&xs.opmask_reg)),
+        (6, 1152, 512, words64(&xs.zmm_upper)),
+        (7, 1664, 1024, words64(&xs.hi16_zmm)),
+        (9, 2688, 8, words32(&xs.pkru)),
+    ];
+    for (bit, at, size, mut bytes) in parts {
+        if bytes.is_empty() {
+            continue;
+        }
+        bytes.resize(size, 0);
+        if b.len() < at + size {
+            b.resize(at + size, 0);
+        }
+        b[at..at + size].copy_from_slice(&bytes);
+        xcr0 |= 1 << bit;
+    }
     b[464..472].copy_from_slice(&xcr0.to_le_bytes());
     b[512..520].copy_from_slice(&(xs.xstate_bv & xcr0).to_le_bytes());
     b
@@ -388,6 +392,7 @@ pub fn write_core(
 
     // The notes.
     let mut notes = Vec::new();
+    let mut with_xstate = 0;
     for (i, (tid, core)) in cores.iter().enumerate() {
         let ti = core.thread_info.as_ref().ok_or_else(|| {
             bad(
@@ -472,12 +477,16 @@ pub fn write_core(
         let fx = fpregset(&ti.fpregs);
         if let Some(xs) = ti.fpregs.xsave.as_ref() {
             note(&mut notes, "LINUX", NT_X86_XSTATE, &xstate(&fx, xs));
+            with_xstate += 1;
         }
         note(&mut notes, "CORE", NT_FPREGSET, &fx);
     }
     report.notes.insert(
         0,
-        format!("NT_PRSTATUS and NT_FPREGSET for {} thread(s)", cores.len()),
+        format!(
+            "NT_PRSTATUS and NT_FPREGSET for {} thread(s), NT_X86_XSTATE for {with_xstate}",
+            cores.len()
+        ),
     );
 
     // The segments.
