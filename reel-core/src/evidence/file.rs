@@ -597,3 +597,201 @@ fn write_ghost(
         zero_filled,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::criu::image::{ImageKind, ImageWriter};
+
+    fn image<M: crate::criu::image::ImageMessage>(
+        dir: &Path,
+        name: &str,
+        kind: ImageKind,
+        entries: &[M],
+    ) {
+        let mut w = ImageWriter::new(Vec::new(), kind, name).unwrap();
+        for e in entries {
+            w.write_entry(e).unwrap();
+        }
+        std::fs::write(dir.join(name), w.finish().unwrap()).unwrap();
+    }
+
+    /// A checkpoint directory whose process 1 holds, as fd 3, a deleted file whose ghost
+    /// image is `ghost` (written by `ghost`).
+    fn crafted(ghost: impl FnOnce(&mut ImageWriter<Vec<u8>>)) -> tempfile::TempDir {
+        let top = tempfile::tempdir().unwrap();
+        let cp = top.path().join("checkpoint");
+        std::fs::create_dir(&cp).unwrap();
+        let core = proto::CoreEntry {
+            mtype: 1,
+            ids: Some(proto::TaskKobjIdsEntry {
+                files_id: 7,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        image(&cp, "core-1.img", ImageKind::Core, &[core]);
+        let fdinfo = proto::FdinfoEntry {
+            id: 42,
+            r#type: proto::FdTypes::Reg as i32,
+            fd: 3,
+            ..Default::default()
+        };
+        image(&cp, "fdinfo-7.img", ImageKind::Fdinfo, &[fdinfo]);
+        let file = proto::FileEntry {
+            r#type: proto::FdTypes::Reg as i32,
+            id: 42,
+            reg: Some(proto::RegFileEntry {
+                id: 42,
+                name: "/tmp/gone".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        image(&cp, "files.img", ImageKind::Files, &[file]);
+        let remap = proto::RemapFilePathEntry {
+            orig_id: 42,
+            remap_id: 0x1f,
+            remap_type: Some(proto::RemapType::Ghost as i32),
+        };
+        image(&cp, "remap-fpath.img", ImageKind::RemapFpath, &[remap]);
+        let mut w =
+            ImageWriter::new(Vec::new(), ImageKind::GhostFile, "ghost-file-1f.img").unwrap();
+        ghost(&mut w);
+        std::fs::write(cp.join("ghost-file-1f.img"), w.finish().unwrap()).unwrap();
+        top
+    }
+
+    fn head(size: u64, chunks: bool) -> proto::GhostFileEntry {
+        proto::GhostFileEntry {
+            mode: 0o100600,
+            size: Some(size),
+            chunks: chunks.then_some(true),
+            ..Default::default()
+        }
+    }
+
+    fn extract(top: &tempfile::TempDir) -> (PathBuf, Result<ExtractedFile, EvidenceError>) {
+        let to = top.path().join("out");
+        let r = extract_file(
+            top.path(),
+            1,
+            3,
+            &to,
+            SourceOptions::default(),
+            FileLimits::default(),
+        );
+        (to, r)
+    }
+
+    #[test]
+    fn a_whole_ghost_file_comes_out() {
+        let top = crafted(|w| {
+            w.write_entry(&head(5, false)).unwrap();
+            w.write_payload(b"hello").unwrap();
+        });
+        let (to, r) = extract(&top);
+        let r = r.unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"hello");
+        assert_eq!(
+            (r.bytes, r.chunks, r.path.as_str()),
+            (5, false, "/tmp/gone")
+        );
+    }
+
+    #[test]
+    fn chunks_and_holes_come_out_with_zeros() {
+        let top = crafted(|w| {
+            w.write_entry(&head(12, true)).unwrap();
+            w.write_entry(&proto::GhostChunkEntry { len: 2, off: 3 })
+                .unwrap();
+            w.write_payload(b"ab").unwrap();
+            w.write_entry(&proto::GhostChunkEntry { len: 3, off: 6 })
+                .unwrap();
+            w.write_payload(b"cde").unwrap();
+        });
+        let (to, r) = extract(&top);
+        let r = r.unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"\0\0\0ab\0cde\0\0\0");
+        assert_eq!(r.zero_filled, 7);
+    }
+
+    #[test]
+    fn broken_ghost_images_leave_nothing() {
+        let truncated = crafted(|w| {
+            w.write_entry(&head(10, false)).unwrap();
+            w.write_payload(b"short").unwrap();
+        });
+        let overlapping = crafted(|w| {
+            w.write_entry(&head(10, true)).unwrap();
+            w.write_entry(&proto::GhostChunkEntry { len: 4, off: 0 })
+                .unwrap();
+            w.write_payload(b"abcd").unwrap();
+            w.write_entry(&proto::GhostChunkEntry { len: 2, off: 2 })
+                .unwrap();
+            w.write_payload(b"xy").unwrap();
+        });
+        let cut_chunk = crafted(|w| {
+            w.write_entry(&head(10, true)).unwrap();
+            w.write_entry(&proto::GhostChunkEntry { len: 8, off: 0 })
+                .unwrap();
+            w.write_payload(b"abc").unwrap();
+        });
+        for top in [truncated, overlapping, cut_chunk] {
+            let (to, r) = extract(&top);
+            let e = r.unwrap_err();
+            assert!(
+                matches!(e, EvidenceError::BadImage { .. } | EvidenceError::Image(_)),
+                "{e}"
+            );
+            assert!(!to.exists(), "{e}: an output was left");
+            let left: Vec<_> = std::fs::read_dir(top.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(left.len(), 1, "temp files left: {left:?}");
+        }
+    }
+
+    #[test]
+    fn other_descriptors_are_refused_clearly() {
+        let top = crafted(|w| {
+            w.write_entry(&head(1, false)).unwrap();
+            w.write_payload(b"x").unwrap();
+        });
+        let to = top.path().join("out");
+        let e = extract_file(
+            top.path(),
+            1,
+            9,
+            &to,
+            SourceOptions::default(),
+            FileLimits::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no descriptor 9"), "{e}");
+        let e = extract_file(
+            top.path(),
+            2,
+            3,
+            &to,
+            SourceOptions::default(),
+            FileLimits::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no process 2"), "{e}");
+        std::fs::write(&to, b"keep").unwrap();
+        let e = extract_file(
+            top.path(),
+            1,
+            3,
+            &to,
+            SourceOptions::default(),
+            FileLimits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, EvidenceError::OutputExists { .. }), "{e}");
+        assert_eq!(std::fs::read(&to).unwrap(), b"keep");
+    }
+}
