@@ -4,6 +4,7 @@ pub mod capabilities;
 pub mod create;
 pub mod delete;
 pub mod export;
+pub mod inspect;
 pub mod list;
 pub mod restore;
 pub mod sandbox;
