@@ -30,8 +30,8 @@ pub fn run(cli: &Cli, args: &InspectCheckpoint) -> anyhow::Result<()> {
         rootfs_hashes: args.rootfs || args.all,
         pid: args.pid,
     };
-    let ins = inspect::inspect(&src, &opts)
-        .with_context(|| format!("inspecting {}", path.display()))?;
+    let ins =
+        inspect::inspect(&src, &opts).with_context(|| format!("inspecting {}", path.display()))?;
     let cp = ins.checkpoint.first().cloned().unwrap_or_default();
     if args.no_verify {
         eprintln!(
@@ -84,7 +84,9 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
     }
     if a.threads || all {
         section(w, "threads")?;
-        let mut t = Table::new(vec!["PID", "TID", "COMM", "STATE", "SYSCALL", "BLOCKED", "PENDING", "IP", "SP"]);
+        let mut t = Table::new(vec![
+            "PID", "TID", "COMM", "STATE", "SYSCALL", "BLOCKED", "PENDING", "IP", "SP",
+        ]);
         for th in &ins.threads {
             t.row(vec![
                 th.pid.to_string(),
@@ -114,13 +116,26 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
     }
     if a.creds || all {
         section(w, "credentials")?;
-        let mut t = Table::new(vec!["PID", "UID(r/e/s/fs)", "GID(r/e/s/fs)", "GROUPS", "CAP_EFF", "NNP", "SECCOMP", "LSM"]);
+        let mut t = Table::new(vec![
+            "PID",
+            "UID(r/e/s/fs)",
+            "GID(r/e/s/fs)",
+            "GROUPS",
+            "CAP_EFF",
+            "NNP",
+            "SECCOMP",
+            "LSM",
+        ]);
         for p in &ins.processes {
             t.row(vec![
                 p.pid.to_string(),
                 format!("{}/{}/{}/{}", p.uid, p.euid, p.suid, p.fsuid),
                 format!("{}/{}/{}/{}", p.gid, p.egid, p.sgid, p.fsgid),
-                p.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                p.groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 caps(&p.cap_eff),
                 if p.no_new_privs { "yes" } else { "no" }.into(),
                 p.seccomp.clone(),
@@ -131,7 +146,9 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
     }
     if a.files || all {
         section(w, "files")?;
-        let mut t = Table::new(vec!["PID", "FD", "TYPE", "FLAGS", "POS", "SIZE", "DELETED", "PATH"]);
+        let mut t = Table::new(vec![
+            "PID", "FD", "TYPE", "FLAGS", "POS", "SIZE", "DELETED", "PATH",
+        ]);
         for f in &ins.files {
             t.row(vec![
                 f.pid.to_string(),
@@ -152,7 +169,9 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
     }
     if a.mounts || all {
         section(w, "mounts")?;
-        let mut t = Table::new(vec!["ID", "PARENT", "FSTYPE", "SOURCE", "TARGET", "OPTIONS", "EXTERNAL"]);
+        let mut t = Table::new(vec![
+            "ID", "PARENT", "FSTYPE", "SOURCE", "TARGET", "OPTIONS", "EXTERNAL",
+        ]);
         for m in &ins.mounts {
             t.row(vec![
                 m.mnt_id.to_string(),
@@ -186,7 +205,11 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
             t.row(vec![
                 n.kind.clone(),
                 n.id.to_string(),
-                n.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                n.pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 saved.join(" "),
             ]);
         }
@@ -194,7 +217,16 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
     }
     if a.timers || all {
         section(w, "timers")?;
-        let mut t = Table::new(vec!["PID", "KIND", "ID", "CLOCK", "SIGNAL", "NEXT(s)", "INTERVAL(s)", "TICKS"]);
+        let mut t = Table::new(vec![
+            "PID",
+            "KIND",
+            "ID",
+            "CLOCK",
+            "SIGNAL",
+            "NEXT(s)",
+            "INTERVAL(s)",
+            "TICKS",
+        ]);
         for tm in &ins.timers {
             t.row(vec![
                 tm.pid.to_string(),
@@ -211,7 +243,9 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
     }
     if a.rootfs || all {
         section(w, "rootfs diff")?;
-        let mut t = Table::new(vec!["STATUS", "TYPE", "MODE", "OWNER", "SIZE", "MTIME", "SHA256", "PATH"]);
+        let mut t = Table::new(vec![
+            "STATUS", "TYPE", "MODE", "OWNER", "SIZE", "MTIME", "SHA256", "PATH",
+        ]);
         for r in &ins.rootfs {
             t.row(vec![
                 r.status.clone(),
@@ -259,7 +293,9 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 fn ps_table(ins: &Inspection) -> Table {
-    let mut t = Table::new(vec!["PID", "PPID", "PGID", "SID", "THR", "STATE", "UID:GID", "COMM", "ARGV"]);
+    let mut t = Table::new(vec![
+        "PID", "PPID", "PGID", "SID", "THR", "STATE", "UID:GID", "COMM", "ARGV",
+    ]);
     let depth = |p: &ProcessRow| {
         let mut d = 0;
         let mut cur = p.ppid;
@@ -289,7 +325,10 @@ fn ps_table(ins: &Inspection) -> Table {
 }
 
 fn sockets_table(ins: &Inspection, brief: bool) -> Table {
-    let mut t = Table::new(vec!["PID", "FD", "FAMILY", "TYPE", "PROTO", "STATE", "LOCAL", "REMOTE", "PEER", "RECV-Q", "SEND-Q"]);
+    let mut t = Table::new(vec![
+        "PID", "FD", "FAMILY", "TYPE", "PROTO", "STATE", "LOCAL", "REMOTE", "PEER", "RECV-Q",
+        "SEND-Q",
+    ]);
     for s in &ins.sockets {
         if brief && s.family != "inet" && s.family != "inet6" {
             continue;
@@ -314,8 +353,17 @@ fn sockets_table(ins: &Inspection, brief: bool) -> Table {
 fn summary(w: &mut dyn Write, ins: &Inspection) -> std::io::Result<()> {
     let cp = ins.checkpoint.first().cloned().unwrap_or_default();
     let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    writeln!(w, "checkpoint  {}", cp.id.clone().unwrap_or_else(|| cp.path.clone()))?;
-    writeln!(w, "container   {} ({})", s(&cp.container), s(&cp.container_id))?;
+    writeln!(
+        w,
+        "checkpoint  {}",
+        cp.id.clone().unwrap_or_else(|| cp.path.clone())
+    )?;
+    writeln!(
+        w,
+        "container   {} ({})",
+        s(&cp.container),
+        s(&cp.container_id)
+    )?;
     writeln!(w, "pod         {}/{}", s(&cp.namespace), s(&cp.pod))?;
     writeln!(w, "node        {}", s(&cp.node))?;
     writeln!(w, "image       {}", s(&cp.image))?;
@@ -336,12 +384,23 @@ fn summary(w: &mut dyn Write, ins: &Inspection) -> std::io::Result<()> {
         writeln!(w, "network sockets:")?;
         sockets_table(ins, true).write(w)?;
     }
-    let deleted: Vec<_> = ins.files.iter().filter(|f| f.deleted || f.kind == "memfd").collect();
+    let deleted: Vec<_> = ins
+        .files
+        .iter()
+        .filter(|f| f.deleted || f.kind == "memfd")
+        .collect();
     if !deleted.is_empty() {
         writeln!(w)?;
         writeln!(w, "deleted files and memfds still open:")?;
         for f in deleted {
-            writeln!(w, "  pid {} fd {}: {} ({} bytes)", f.pid, f.fd, f.path, opt(f.size))?;
+            writeln!(
+                w,
+                "  pid {} fd {}: {} ({} bytes)",
+                f.pid,
+                f.fd,
+                f.path,
+                opt(f.size)
+            )?;
         }
     }
     let findings: Vec<_> = ins
@@ -370,8 +429,10 @@ fn summary(w: &mut dyn Write, ins: &Inspection) -> std::io::Result<()> {
         }
     )?;
     if !cp.manifest {
-        writeln!(w, "            no reel manifest: this archive cannot be verified")?;
+        writeln!(
+            w,
+            "            no reel manifest: this archive cannot be verified"
+        )?;
     }
     Ok(())
 }
-
