@@ -372,6 +372,7 @@ fn inspect_reports_every_fact_from_the_store_the_export_and_a_directory() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{summary}");
     for part in [
         &pod,
         "evidence-jail",
@@ -387,6 +388,7 @@ fn inspect_reports_every_fact_from_the_store_the_export_and_a_directory() {
     let out = inspect(&reel, &id, &["--threads", "--creds", "--sockets"]);
     assert!(out.status.success());
     let t = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{t}");
     assert!(
         t.contains("pause") && t.contains("net_bind_service") && t.contains("LISTEN"),
         "{t}"

@@ -165,7 +165,7 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
     }
     if a.sockets || all {
         section(w, "sockets")?;
-        sockets_table(ins, false).write(w)?;
+        sockets_table(ins).write(w)?;
     }
     if a.mounts || all {
         section(w, "mounts")?;
@@ -324,15 +324,12 @@ fn ps_table(ins: &Inspection) -> Table {
     t
 }
 
-fn sockets_table(ins: &Inspection, brief: bool) -> Table {
+fn sockets_table(ins: &Inspection) -> Table {
     let mut t = Table::new(vec![
         "PID", "FD", "FAMILY", "TYPE", "PROTO", "STATE", "LOCAL", "REMOTE", "PEER", "RECV-Q",
         "SEND-Q",
     ]);
     for s in &ins.sockets {
-        if brief && s.family != "inet" && s.family != "inet6" {
-            continue;
-        }
         t.row(vec![
             s.pid.to_string(),
             s.fd.to_string(),
@@ -379,27 +376,68 @@ fn summary(w: &mut dyn Write, ins: &Inspection) -> std::io::Result<()> {
     writeln!(w, "processes   {} ({} threads)", cp.processes, cp.threads)?;
     writeln!(w)?;
     ps_table(ins).write(w)?;
-    if ins.sockets.iter().any(|s| s.family.starts_with("inet")) {
+    // One line per socket or file, with every pid/fd holding it (children inherit them).
+    let mut seen: Vec<(u32, Vec<String>)> = Vec::new();
+    for s in ins.sockets.iter().filter(|s| s.family.starts_with("inet")) {
+        let holder = format!("{}/{}", s.pid, s.fd);
+        match seen.iter_mut().find(|(ino, _)| *ino == s.ino) {
+            Some((_, h)) => h.push(holder),
+            None => seen.push((s.ino, vec![holder])),
+        }
+    }
+    if !seen.is_empty() {
         writeln!(w)?;
         writeln!(w, "network sockets:")?;
-        sockets_table(ins, true).write(w)?;
+        let mut t = Table::new(vec![
+            "PROTO",
+            "STATE",
+            "LOCAL",
+            "REMOTE",
+            "RECV-Q",
+            "SEND-Q",
+            "HELD BY (pid/fd)",
+        ]);
+        for (ino, holders) in &seen {
+            let Some(s) = ins.sockets.iter().find(|s| s.ino == *ino) else {
+                continue;
+            };
+            t.row(vec![
+                format!("{}{}", s.proto, if s.family == "inet6" { "6" } else { "" }),
+                s.state.clone(),
+                s.local.clone(),
+                s.remote.clone(),
+                opt(s.recv_queue),
+                opt(s.send_queue),
+                holders.join(","),
+            ]);
+        }
+        t.write(w)?;
     }
-    let deleted: Vec<_> = ins
-        .files
-        .iter()
-        .filter(|f| f.deleted || f.kind == "memfd")
-        .collect();
+    let mut deleted: Vec<(u32, Vec<String>)> = Vec::new();
+    for f in ins.files.iter().filter(|f| f.deleted || f.kind == "memfd") {
+        let holder = format!("{}/{}", f.pid, f.fd);
+        match deleted.iter_mut().find(|(id, _)| *id == f.file_id) {
+            Some((_, h)) => h.push(holder),
+            None => deleted.push((f.file_id, vec![holder])),
+        }
+    }
     if !deleted.is_empty() {
         writeln!(w)?;
         writeln!(w, "deleted files and memfds still open:")?;
-        for f in deleted {
+        for (id, holders) in &deleted {
+            let Some(f) = ins.files.iter().find(|f| f.file_id == *id) else {
+                continue;
+            };
             writeln!(
                 w,
-                "  pid {} fd {}: {} ({} bytes)",
-                f.pid,
-                f.fd,
+                "  {} ({} bytes{}), held by {}",
                 f.path,
-                opt(f.size)
+                opt(f.size),
+                f.contents_member
+                    .as_ref()
+                    .map(|m| format!(", contents in {m}"))
+                    .unwrap_or_default(),
+                holders.join(",")
             )?;
         }
     }
