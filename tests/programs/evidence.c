@@ -5,7 +5,7 @@
  *   evidence STATUS
  *
  * The main process (comm "evidence") sets the host name to "insp-evidence" (when allowed),
- * writes /etc/evidence.conf, creates /tmp/suid-tool (mode 04755), deletes /etc/hosts; opens
+ * writes /etc/evidence.conf, creates /tmp/suid-tool (mode 04755), deletes /bin/counter; opens
  * /tmp/unlinked.txt, writes DELETED_TEXT and unlinks it; makes memfd "insp-memfd" holding
  * MEMFD_TEXT; a pipe holding PIPE_TEXT unread; a unix socketpair; a TCP listener on
  * 127.0.0.1:7201 and, from a child, an established connection to it with CLIENT_TEXT unread
@@ -124,7 +124,7 @@ int main(int argc, char **argv)
 	/* The rootfs diff. */
 	write_file("/etc/evidence.conf", "written by evidence\n", 0644);
 	write_file("/tmp/suid-tool", "#!/bin/sh\n", 04755);
-	unlink("/etc/hosts");
+	unlink("/bin/counter");
 
 	/* A deleted file, still open. */
 	int del = open("/tmp/unlinked.txt", O_RDWR | O_CREAT | O_TRUNC, 0600);
