@@ -289,7 +289,7 @@ fn mutated_archives_never_panic() {
     let tar = archive(&members, None);
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("m.tar");
-    let mut run = |bytes: &[u8]| {
+    let run = |bytes: &[u8]| {
         std::fs::write(&p, bytes).unwrap();
         for verify in [true, false] {
             if let Ok(src) = CheckpointSource::open(&p, SourceOptions { verify }) {
