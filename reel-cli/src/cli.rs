@@ -65,6 +65,9 @@ pub enum Verb {
     /// Check an archive against its manifest.
     #[command(subcommand)]
     Verify(VerifyNoun),
+    /// See what a checkpointed container was doing, without unpacking it.
+    #[command(subcommand)]
+    Inspect(InspectNoun),
     /// Bring a checkpoint back to life in a sealed sandbox.
     #[command(subcommand)]
     Restore(RestoreNoun),
@@ -423,6 +426,63 @@ pub struct ExportCheckpoint {
     /// Where CRIU writes its images before they are archived (default: the store directory).
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectNoun {
+    /// Processes, threads, credentials, files, sockets, mounts, namespaces, timers and the
+    /// rootfs diff of a checkpoint (a stored id, a .tar, a .tar.zst or an unpacked
+    /// directory; Podman, CRI-O, containerd and kubelet archives too). Without a view flag:
+    /// a one-screen summary.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(InspectCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectCheckpoint {
+    /// A stored checkpoint's id, an archive file or an unpacked checkpoint directory.
+    pub checkpoint: String,
+    /// The process tree: pid, ppid, pgid, sid, threads, state, uid/gid, comm, argv.
+    #[arg(long)]
+    pub ps: bool,
+    /// Every thread: state, the system call it was in, signals, instruction and stack pointers.
+    #[arg(long)]
+    pub threads: bool,
+    /// Each process's environment.
+    #[arg(long)]
+    pub env: bool,
+    /// Credentials: uids, gids, groups, capabilities, no_new_privs, seccomp, LSM label.
+    #[arg(long)]
+    pub creds: bool,
+    /// Open descriptors: type, path, flags, position, size, deleted, memfd name.
+    #[arg(long)]
+    pub files: bool,
+    /// Sockets: family, type, state, addresses, unix peers, TCP queue lengths.
+    #[arg(long)]
+    pub sockets: bool,
+    /// Mounts from CRIU's mount images.
+    #[arg(long)]
+    pub mounts: bool,
+    /// Namespaces and what CRIU saved of them (host name, IPC objects, interfaces).
+    #[arg(long)]
+    pub ns: bool,
+    /// POSIX timers, itimers, timerfds.
+    #[arg(long)]
+    pub timers: bool,
+    /// Every entry of the rootfs diff, with SHA-256 (reads the whole rootfs-diff.tar).
+    #[arg(long)]
+    pub rootfs: bool,
+    /// Every view.
+    #[arg(long)]
+    pub all: bool,
+    /// Only this process (and its threads, files, sockets, timers).
+    #[arg(long, value_name = "N")]
+    pub pid: Option<u32>,
+    /// Go on when a member does not match the manifest (the output says so).
+    #[arg(long)]
+    pub no_verify: bool,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

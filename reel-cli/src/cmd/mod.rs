@@ -5,6 +5,7 @@ pub mod create;
 pub mod delete;
 pub mod export;
 pub mod extract;
+pub mod inspect;
 pub mod list;
 pub mod restore;
 pub mod sandbox;

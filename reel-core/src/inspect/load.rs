@@ -137,7 +137,7 @@ pub fn inspect(src: &CheckpointSource, opts: &InspectOptions) -> Result<Inspecti
                     member: img(&format!("core-{}.img", p.pid)),
                 }
             })?;
-        let ids = match core.ids.clone() {
+        let ids = match core.ids {
             Some(ids) => Some(ids),
             None => first(src, &format!("ids-{}.img", p.pid))?,
         };
@@ -271,7 +271,7 @@ pub fn inspect(src: &CheckpointSource, opts: &InspectOptions) -> Result<Inspecti
         out.files.retain(|f| f.pid == pid);
         out.sockets.retain(|s| s.pid == pid);
         out.timers.retain(|t| t.pid == pid);
-        out.findings.retain(|f| f.pid.map_or(true, |p| p == pid));
+        out.findings.retain(|f| f.pid.is_none_or(|p| p == pid));
         out.namespaces.retain(|n| n.pids.contains(&pid));
     }
     let row = checkpoint_row(src, &out)?;
@@ -360,7 +360,7 @@ fn process(
             }
         };
         let th = core.thread_core.clone().unwrap_or_default();
-        let regs = core.thread_info.as_ref().map(|ti| ti.gpregs.clone());
+        let regs = core.thread_info.as_ref().map(|ti| ti.gpregs);
         let orig_ax = regs.as_ref().map(|r| r.orig_ax);
         threads.push(ThreadRow {
             pid,
@@ -674,16 +674,12 @@ fn namespaces_and_mounts(
                     row.domainname = Some(u.domainname);
                 }
             }
-            "ipc" => {
-                if src.member(&img(&format!("ipcns-var-{id}.img"))).is_some() {
-                    row.shm_segments = Some(
-                        entries::<proto::IpcShmEntry>(src, &format!("ipcns-shm-{id}.img"))?.len(),
-                    );
-                    row.sem_sets = Some(
-                        entries::<proto::IpcSemEntry>(src, &format!("ipcns-sem-{id}.img"))?.len(),
-                    );
-                    row.msg_queues = Some(count_msg_queues(src, id)?);
-                }
+            "ipc" if src.member(&img(&format!("ipcns-var-{id}.img"))).is_some() => {
+                row.shm_segments =
+                    Some(entries::<proto::IpcShmEntry>(src, &format!("ipcns-shm-{id}.img"))?.len());
+                row.sem_sets =
+                    Some(entries::<proto::IpcSemEntry>(src, &format!("ipcns-sem-{id}.img"))?.len());
+                row.msg_queues = Some(count_msg_queues(src, id)?);
             }
             "net" => {
                 row.interfaces =

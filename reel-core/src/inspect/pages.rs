@@ -96,7 +96,7 @@ impl PageIndex {
                 None if pe.in_parent == Some(true) => PE_PARENT,
                 None => PE_PRESENT,
             };
-            if pe.vaddr % PAGE_SIZE != 0 {
+            if !pe.vaddr.is_multiple_of(PAGE_SIZE) {
                 return Err(bad(format!("run at {:#x} is not page-aligned", pe.vaddr)));
             }
             let len = nr
