@@ -12,8 +12,9 @@
 //!   were never touched: zeros, left as holes of a sparse file); for a private file mapping,
 //!   one per run of dumped pages (the pages the process wrote), the rest left out: gdb reads
 //!   it from the file (the executable, or the `NT_FILE` mapping), and the report says how many
-//!   pages were left out. Shared memory (anonymous shared, memfd, SysV) and special regions
-//!   (vsyscall, vvar) get a `PT_LOAD` without contents.
+//!   pages were left out. Shared memory (anonymous shared, memfd, SysV: its pages are in the
+//!   shared-memory pagemaps, not the process's) and the kernel's regions (vsyscall, vvar) get
+//!   no segment, and the report lists them: a segment without contents would read as zeros.
 //!
 //! The ELF header, program headers and notes are laid out and written with the `object`
 //! crate's ELF writer; the segments' pages are then written at the offsets it reserved. The
@@ -544,17 +545,22 @@ pub fn write_core(
             }
         }
         if special != 0 || (shared != 0 && runs.is_empty()) {
-            if shared != 0 {
-                report.left_out.push(format!(
-                    "{:#x}-{:#x}: shared memory{}: its pages are not in the core",
-                    v.start,
-                    v.end,
+            // No segment at all: a segment without contents reads as zeros in gdb, and zeros
+            // would be wrong bytes here. gdb says it cannot access the memory instead (a shared
+            // file mapping it reads from the file, through NT_FILE).
+            let what = if special != 0 {
+                "the kernel's (vvar, vsyscall), never dumped".to_string()
+            } else {
+                format!(
+                    "shared memory{}, not in the process's pages",
                     file_name(v.shmid)
                         .map(|n| format!(" ({n})"))
                         .unwrap_or_default()
-                ));
-            }
-            segments.push(empty(v.start, v.end - v.start));
+                )
+            };
+            report
+                .left_out
+                .push(format!("{:#x}-{:#x}: {what}: no segment", v.start, v.end));
             continue;
         }
         if v.status & VMA_FILE_PRIVATE != 0 {
@@ -572,7 +578,7 @@ pub fn write_core(
         }
         // Anonymous private memory: the whole VMA; pages not dumped are zeros (holes).
         let mut seg = empty(v.start, v.end - v.start);
-        if v.prot != 0 {
+        if v.prot != 0 || !runs.is_empty() {
             seg.header.p_filesz = v.end - v.start;
             for (s, e, off) in runs {
                 seg.pieces.push((off, e - s, s - v.start));
