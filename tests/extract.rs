@@ -639,6 +639,7 @@ fn an_elf_core_opens_in_gdb_with_threads_registers_and_memory() {
     };
     let f: Vec<&str> = line.split_whitespace().collect();
     let (marker_addr, blocked_tid): (&str, u32) = (f[1], f[2].parse().unwrap());
+    let (shared_addr, memfd_addr) = (f[3], f[4]);
     let reel = Reel::new("extr-core");
     let created = reel.create_ok(&ns, &pod, None, &[]);
     let archive_path = PathBuf::from(created["path"].as_str().unwrap());
@@ -692,6 +693,10 @@ fn an_elf_core_opens_in_gdb_with_threads_registers_and_memory() {
                 "x/s *(char **)&reel_heap_marker",
                 "-ex",
                 &format!("x/s {marker_addr}"),
+                "-ex",
+                &format!("x/s {shared_addr}"),
+                "-ex",
+                &format!("x/s {memfd_addr}"),
             ]),
     );
     let text = String::from_utf8_lossy(&gdb.stdout).into_owned();
@@ -738,4 +743,12 @@ fn an_elf_core_opens_in_gdb_with_threads_registers_and_memory() {
         2,
         "x/s did not print the heap marker twice:\n{text}"
     );
+    // Shared memory comes from the shared-memory pagemaps: an anonymous MAP_SHARED region and a
+    // mapped memfd.
+    for m in [
+        "reel-core-marker: the shared string gdb must print",
+        "reel-core-marker: the memfd string gdb must print",
+    ] {
+        assert!(text.contains(m), "x/s did not print {m:?}:\n{text}");
+    }
 }

@@ -4,10 +4,11 @@
  *
  *   stuck STATUS
  *
- * It copies a known string to the heap (reel_heap_marker points to it), starts a thread that
- * blocks in reel_blocked_in_read() (a read on a pipe nobody writes), then writes to STATUS
- * (tmp file + rename) "ready <address of the heap string> <tid of the blocked thread>" and
- * blocks itself in reel_main_waits() (pause()).
+ * It copies a known string to the heap (reel_heap_marker points to it), others to an
+ * anonymous MAP_SHARED region and to a mapped memfd, starts a thread that blocks in
+ * reel_blocked_in_read() (a read on a pipe nobody writes), then writes to STATUS (tmp file +
+ * rename) "ready <heap string> <tid of the blocked thread> <shared string> <memfd string>"
+ * (addresses in hex) and blocks itself in reel_main_waits() (pause()).
  *
  * Built with: cc -O2 -pthread -static -o stuck stuck.c
  */
@@ -16,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define MARKER "reel-core-marker: the heap string gdb must print"
+#define SHARED_MARKER "reel-core-marker: the shared string gdb must print"
+#define MEMFD_MARKER "reel-core-marker: the memfd string gdb must print"
 
 char *reel_heap_marker;
 static int pipefd[2];
@@ -62,6 +66,15 @@ int main(int argc, char **argv)
 	if (!reel_heap_marker || pipe(pipefd) < 0)
 		return 1;
 	strcpy(reel_heap_marker, MARKER);
+	char *shared = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int mfd = memfd_create("stuck", 0);
+	if (shared == MAP_FAILED || mfd < 0 || ftruncate(mfd, 16384) < 0)
+		return 1;
+	char *mem = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (mem == MAP_FAILED)
+		return 1;
+	strcpy(shared + 4096 + 100, SHARED_MARKER);
+	strcpy(mem + 8192 + 200, MEMFD_MARKER);
 	pthread_t t;
 	if (pthread_create(&t, NULL, thread_main, NULL) != 0)
 		return 1;
@@ -73,7 +86,8 @@ int main(int argc, char **argv)
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return 1;
-	fprintf(f, "ready %p %d\n", (void *)reel_heap_marker, (int)blocked_tid);
+	fprintf(f, "ready %p %d %p %p\n", (void *)reel_heap_marker, (int)blocked_tid,
+		(void *)(shared + 4096 + 100), (void *)(mem + 8192 + 200));
 	fclose(f);
 	rename(tmp, argv[1]);
 	reel_main_waits();

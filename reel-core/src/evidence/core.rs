@@ -12,9 +12,10 @@
 //!   were never touched: zeros, left as holes of a sparse file); for a private file mapping,
 //!   one per run of dumped pages (the pages the process wrote), the rest left out: gdb reads
 //!   it from the file (the executable, or the `NT_FILE` mapping), and the report says how many
-//!   pages were left out. Shared memory (anonymous shared, memfd, SysV: its pages are in the
-//!   shared-memory pagemaps, not the process's) and the kernel's regions (vsyscall, vvar) get
-//!   no segment, and the report lists them: a segment without contents would read as zeros.
+//!   pages were left out. Anonymous shared memory and memfd mappings get their pages from the
+//!   object's shared-memory pagemap (`pagemap-shmem-<shmid>.img`) at the VMA's offset. SysV
+//!   shared memory and the kernel's regions (vsyscall, vvar) get no segment, and the report
+//!   lists them: a segment without contents would read as zeros.
 //!
 //! The ELF header, program headers and notes are laid out and written with the `object`
 //! crate's ELF writer; the segments' pages are then written at the offsets it reserved. The
@@ -92,8 +93,8 @@ pub struct CoreReport {
 /// A segment to write: its header, and pieces of the pages member to copy into it.
 struct Segment {
     header: ProgramHeader,
-    /// `(offset in the pages member, length, offset in the segment)`.
-    pieces: Vec<(u64, u64, u64)>,
+    /// `(pages member, offset in it, length, offset in the segment)`.
+    pieces: Vec<(String, u64, u64, u64)>,
 }
 
 fn bad(src: &CheckpointSource, member: &str, reason: String) -> EvidenceError {
@@ -374,6 +375,7 @@ pub fn write_core(
             .map(|r| r.name.clone())
     };
     let index = PageIndex::load(&src, pid)?;
+    let mut shmem_cache: Vec<(u64, PageIndex)> = Vec::new();
     let pages_member = index.pages_member().to_string();
 
     let mut report = CoreReport {
@@ -544,6 +546,40 @@ pub fn write_core(
                 )),
             }
         }
+        // Anonymous shared memory and memfd mappings: their pages are in the shared-memory
+        // pagemap of the object, at the VMA's offset in it; pages not there were never
+        // written (zeros).
+        if special == 0 && runs.is_empty() && v.status & (VMA_ANON_SHARED | VMA_AREA_MEMFD) != 0 {
+            if let Some(shm) = shmem_index(&src, v, &files, &mut shmem_cache)? {
+                let mut seg = empty(v.start, v.end - v.start);
+                seg.header.p_filesz = v.end - v.start;
+                let (lo, hi) = (v.pgoff, v.pgoff + (v.end - v.start));
+                for r in shm.runs() {
+                    if r.end() <= lo || r.vaddr >= hi {
+                        continue;
+                    }
+                    let s = r.vaddr.max(lo);
+                    let e = r.end().min(hi);
+                    match r.offset {
+                        Some(off) => seg.pieces.push((
+                            shm.pages_member().to_string(),
+                            off + (s - r.vaddr),
+                            e - s,
+                            s - lo,
+                        )),
+                        None => {
+                            return Err(bad(
+                                &src,
+                                shm.pages_member(),
+                                format!("shared pages at offset {s:#x} are not in this checkpoint (a parent or lazy dump)"),
+                            ))
+                        }
+                    }
+                }
+                segments.push(seg);
+                continue;
+            }
+        }
         if special != 0 || (shared != 0 && runs.is_empty()) {
             // No segment at all: a segment without contents reads as zeros in gdb, and zeros
             // would be wrong bytes here. gdb says it cannot access the memory instead (a shared
@@ -569,7 +605,7 @@ pub fn write_core(
             for (s, e, off) in runs {
                 let mut seg = empty(s, e - s);
                 seg.header.p_filesz = e - s;
-                seg.pieces.push((off, e - s, 0));
+                seg.pieces.push((pages_member.clone(), off, e - s, 0));
                 covered += e - s;
                 segments.push(seg);
             }
@@ -581,7 +617,8 @@ pub fn write_core(
         if v.prot != 0 || !runs.is_empty() {
             seg.header.p_filesz = v.end - v.start;
             for (s, e, off) in runs {
-                seg.pieces.push((off, e - s, s - v.start));
+                seg.pieces
+                    .push((pages_member.clone(), off, e - s, s - v.start));
             }
         }
         segments.push(seg);
@@ -671,11 +708,12 @@ pub fn write_core(
 
     // The pages, at their offsets; what is not written stays a hole (zeros).
     for s in &segments {
-        for &(off, len, at) in &s.pieces {
+        for (member, off, len, at) in &s.pieces {
+            let (off, len, at) = (*off, *len, *at);
             let mut done = 0;
             while done < len {
                 let n = (len - done).min(COPY_BYTES);
-                let bytes = src.read_range(&pages_member, off + done, n)?;
+                let bytes = src.read_range(member, off + done, n)?;
                 file.seek(SeekFrom::Start(s.header.p_offset + at + done))
                     .map_err(|e| io("writing", e))?;
                 file.write_all(&bytes).map_err(|e| io("writing", e))?;
@@ -700,6 +738,44 @@ pub fn write_core(
     report.segments = segments.len();
     report.file_size = total;
     Ok(report)
+}
+
+/// The shared-memory page index behind an anonymous shared or memfd VMA: for the first its
+/// `shmid` names `pagemap-shmem-<shmid>.img`; for a memfd it is the memfd's file id, whose
+/// inode (`memfd.img`) names the shmid. `None` when the checkpoint has no such pagemap.
+fn shmem_index(
+    src: &CheckpointSource,
+    v: &proto::VmaEntry,
+    files: &[proto::FileEntry],
+    cache: &mut Vec<(u64, PageIndex)>,
+) -> Result<Option<PageIndex>, EvidenceError> {
+    let shmid = if v.status & VMA_AREA_MEMFD != 0 {
+        let Some(inode_id) = files
+            .iter()
+            .find(|f| u64::from(f.id) == v.shmid)
+            .and_then(|f| f.memfd.as_ref())
+            .map(|m| u64::from(m.inode_id))
+        else {
+            return Ok(None);
+        };
+        let inodes = image::<proto::MemfdInodeEntry>(src, "memfd.img")?.unwrap_or_default();
+        match inodes.iter().find(|i| i.inode_id == inode_id) {
+            Some(i) => u64::from(i.shmid),
+            None => return Ok(None),
+        }
+    } else {
+        v.shmid
+    };
+    if let Some((_, idx)) = cache.iter().find(|(id, _)| *id == shmid) {
+        return Ok(Some(idx.clone()));
+    }
+    let member = format!("checkpoint/pagemap-shmem-{shmid}.img");
+    let Some(bytes) = src.read_optional(&member, MAX_IMAGE)? else {
+        return Ok(None);
+    };
+    let idx = PageIndex::from_image(&bytes, &member, 0)?;
+    cache.push((shmid, idx.clone()));
+    Ok(Some(idx))
 }
 
 /// Removes a temp file unless forgotten.
