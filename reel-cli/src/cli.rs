@@ -77,7 +77,7 @@ pub enum Verb {
     /// Let the processes of a sandbox restored with --paused run.
     #[command(subcommand)]
     Resume(ResumeNoun),
-    /// Take evidence out of a checkpoint: the rootfs diff, a deleted file, a memfd.
+    /// Take evidence out of a checkpoint: the rootfs diff, a deleted file or memfd, an ELF core.
     #[command(subcommand)]
     Extract(ExtractNoun),
 }
@@ -504,7 +504,8 @@ pub struct VerifyCheckpoint {
 
 #[derive(Debug, Subcommand)]
 pub enum ExtractNoun {
-    /// Write evidence a checkpoint holds to new files (never over existing ones).
+    /// Write evidence a checkpoint holds to new files (never over existing ones): --rootfs DIR,
+    /// --file PID:FD --to FILE, or --pid N --core FILE.
     #[command(visible_alias = "checkpoints", visible_alias = "cp")]
     Checkpoint(ExtractCheckpoint),
 }
