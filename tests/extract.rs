@@ -267,6 +267,61 @@ fn deleted_files_come_out_byte_for_byte() {
         assert!(dest.is_dir());
     }
 
+    // Evidence hygiene: a ghost image changed after the checkpoint (one byte of its contents)
+    // is refused by name, nothing written; --no-verify goes on, loudly.
+    let tampered = exported.join("tampered.tar");
+    fs::copy(&s.archive, &tampered).unwrap();
+    let at = {
+        let mut ar = tar::Archive::new(fs::File::open(&tampered).unwrap());
+        let e = ar
+            .entries_with_seek()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path_bytes().as_ref() == b"checkpoint/ghost-file-1.img")
+            .expect("no ghost-file-1.img");
+        e.raw_file_position() + e.size() - 10
+    };
+    let mut bytes = fs::read(&tampered).unwrap();
+    bytes[at as usize] ^= 0xff;
+    fs::write(&tampered, &bytes).unwrap();
+    let to = out.join("tampered");
+    let o = s.reel.run(&[
+        "extract",
+        "checkpoint",
+        &tampered.to_string_lossy(),
+        "--file",
+        &format!("1:{}", s.small_fd),
+        "--to",
+        &to.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("checkpoint/ghost-file-1.img"),
+        "{}",
+        text(&o)
+    );
+    assert!(!to.exists(), "a tampered member left {}", to.display());
+    let o = s.reel.run(&[
+        "extract",
+        "checkpoint",
+        &tampered.to_string_lossy(),
+        "--file",
+        &format!("1:{}", s.small_fd),
+        "--to",
+        &to.to_string_lossy(),
+        "--no-verify",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--no-verify"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        fs::read(&to).unwrap() != pattern(SMALL),
+        "the flipped byte is not in the output"
+    );
+
     // A descriptor that is no deleted file, one that does not exist, a bad PID:FD.
     let o = s.reel.run(&[
         "extract",
