@@ -20,6 +20,8 @@ pkgs=(
   runc crun containerd podman
   # test containers and archives
   busybox-static zstd tar iptables iproute2 procps psmisc util-linux
+  # reading the ELF cores of `reel extract checkpoint --core` (tests/extract.rs)
+  gdb
   # the S3-compatible test server (moto, from PyPI) and its TLS certificates
   python3 python3-pip python3-venv openssl
 )

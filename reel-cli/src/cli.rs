@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// reel: checkpoint running containers with CRIU, for incident response.
 ///
@@ -65,6 +65,9 @@ pub enum Verb {
     /// Check an archive against its manifest.
     #[command(subcommand)]
     Verify(VerifyNoun),
+    /// See what a checkpointed container was doing, without unpacking it.
+    #[command(subcommand)]
+    Inspect(InspectNoun),
     /// Bring a checkpoint back to life in a sealed sandbox.
     #[command(subcommand)]
     Restore(RestoreNoun),
@@ -74,6 +77,9 @@ pub enum Verb {
     /// Let the processes of a sandbox restored with --paused run.
     #[command(subcommand)]
     Resume(ResumeNoun),
+    /// Take evidence out of a checkpoint: the rootfs diff, a deleted file or memfd, an ELF core.
+    #[command(subcommand)]
+    Extract(ExtractNoun),
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,6 +431,63 @@ pub struct ExportCheckpoint {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum InspectNoun {
+    /// Processes, threads, credentials, files, sockets, mounts, namespaces, timers and the
+    /// rootfs diff of a checkpoint (a stored id, a .tar, a .tar.zst or an unpacked
+    /// directory; Podman, CRI-O, containerd and kubelet archives too). Without a view flag:
+    /// a one-screen summary.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(InspectCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectCheckpoint {
+    /// A stored checkpoint's id, an archive file or an unpacked checkpoint directory.
+    pub checkpoint: String,
+    /// The process tree: pid, ppid, pgid, sid, threads, state, uid/gid, comm, argv.
+    #[arg(long)]
+    pub ps: bool,
+    /// Every thread: state, the system call it was in, signals, instruction and stack pointers.
+    #[arg(long)]
+    pub threads: bool,
+    /// Each process's environment.
+    #[arg(long)]
+    pub env: bool,
+    /// Credentials: uids, gids, groups, capabilities, no_new_privs, seccomp, LSM label.
+    #[arg(long)]
+    pub creds: bool,
+    /// Open descriptors: type, path, flags, position, size, deleted, memfd name.
+    #[arg(long)]
+    pub files: bool,
+    /// Sockets: family, type, state, addresses, unix peers, TCP queue lengths.
+    #[arg(long)]
+    pub sockets: bool,
+    /// Mounts from CRIU's mount images.
+    #[arg(long)]
+    pub mounts: bool,
+    /// Namespaces and what CRIU saved of them (host name, IPC objects, interfaces).
+    #[arg(long)]
+    pub ns: bool,
+    /// POSIX timers, itimers, timerfds.
+    #[arg(long)]
+    pub timers: bool,
+    /// Every entry of the rootfs diff, with SHA-256 (reads the whole rootfs-diff.tar).
+    #[arg(long)]
+    pub rootfs: bool,
+    /// Every view.
+    #[arg(long)]
+    pub all: bool,
+    /// Only this process (and its threads, files, sockets, timers).
+    #[arg(long, value_name = "N")]
+    pub pid: Option<u32>,
+    /// Go on when a member does not match the manifest (the output says so).
+    #[arg(long)]
+    pub no_verify: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum VerifyNoun {
     /// Recompute every member hash of an archive (a file or a stored id).
     #[command(visible_alias = "checkpoints", visible_alias = "cp")]
@@ -435,6 +498,44 @@ pub enum VerifyNoun {
 pub struct VerifyCheckpoint {
     /// An archive file, or the id of a stored checkpoint.
     pub archive: String,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExtractNoun {
+    /// Write evidence a checkpoint holds to new files (never over existing ones): --rootfs DIR,
+    /// --file PID:FD --to FILE, or --pid N --core FILE.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(ExtractCheckpoint),
+}
+
+/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE | --pid N --core FILE)`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["rootfs", "file", "core"])))]
+pub struct ExtractCheckpoint {
+    /// A stored checkpoint's id, an archive (.tar, .tar.zst) or an unpacked checkpoint directory.
+    pub checkpoint: String,
+    /// Unpack the rootfs diff into DIR (new or empty): nothing leaves DIR, symlinks are never
+    /// followed, no device node is made, setuid/setgid bits are stripped, deletions are
+    /// reported, not applied.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// The contents of a deleted-but-open file or a memfd that process PID held as FD.
+    #[arg(long, value_name = "PID:FD", requires = "to")]
+    pub file: Option<String>,
+    /// Where --file writes (a new file, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub to: Option<PathBuf>,
+    /// The process (pid as the container saw it) whose ELF core --core writes.
+    #[arg(long, value_name = "N")]
+    pub pid: Option<u32>,
+    /// Write an ELF core of process --pid to FILE (a new file, mode 0600), for gdb.
+    #[arg(long, value_name = "FILE", requires = "pid")]
+    pub core: Option<PathBuf>,
+    /// Go on when a member does not match the manifest (loudly; the output is then unverified).
+    #[arg(long)]
+    pub no_verify: bool,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }

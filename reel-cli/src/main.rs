@@ -63,11 +63,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Verb::Delete(cli::DeleteNoun::Checkpoint(a))) => cmd::delete::run(cli, a),
         Some(Verb::Export(cli::ExportNoun::Checkpoint(a))) => cmd::export::run(cli, a),
         Some(Verb::Verify(cli::VerifyNoun::Checkpoint(a))) => cmd::verify::run(cli, a),
+        Some(Verb::Inspect(cli::InspectNoun::Checkpoint(a))) => cmd::inspect::run(cli, a),
         Some(Verb::Restore(cli::RestoreNoun::Checkpoint(a))) => cmd::restore::run(cli, a),
         Some(Verb::List(cli::ListNoun::Sandbox(a))) => cmd::sandbox::list(a),
         Some(Verb::Stop(cli::StopNoun::Sandbox(a))) => cmd::sandbox::stop(a),
         Some(Verb::Resume(cli::ResumeNoun::Sandbox(a))) => cmd::sandbox::resume(a),
         Some(Verb::Delete(cli::DeleteNoun::Sandbox(a))) => cmd::sandbox::delete(a),
+        Some(Verb::Extract(cli::ExtractNoun::Checkpoint(a))) => cmd::extract::run(cli, a),
     }
 }
 

@@ -25,6 +25,8 @@ pub enum Error {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Rpc(#[from] crate::rpc::RpcError),
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::EvidenceError),
 }
 
 /// `Result` with reel-core's [`Error`].

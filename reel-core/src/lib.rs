@@ -14,6 +14,7 @@
 //! * [`rpc`]: gRPC to the runtimes' own APIs (containerd, the CRI), for the checkpoint methods.
 //! * [`capabilities`]: whether checkpoints can work on this host, item by item.
 //! * [`sandbox`]: a checkpoint restored as a live copy in a sealed sandbox.
+//! * [`evidence`]: evidence taken out of a checkpoint: the rootfs diff, deleted files, memfds.
 //!
 //! Every module has its own error enum; [`Error`] rolls them up.
 
@@ -24,8 +25,10 @@ pub mod checkpoint;
 pub mod criu;
 pub mod discovery;
 pub mod durable;
+pub mod evidence;
 pub mod export;
 pub mod host;
+pub mod inspect;
 pub mod lock;
 pub mod oci;
 pub mod rpc;

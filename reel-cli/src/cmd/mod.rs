@@ -4,6 +4,8 @@ pub mod capabilities;
 pub mod create;
 pub mod delete;
 pub mod export;
+pub mod extract;
+pub mod inspect;
 pub mod list;
 pub mod restore;
 pub mod sandbox;

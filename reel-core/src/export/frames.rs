@@ -25,7 +25,7 @@ use std::io::{self, Write};
 use zstd::zstd_safe::{self, CCtx, CParameter, InBuffer, OutBuffer};
 
 /// The largest uncompressed size of one frame (a bigger member is split).
-pub const MAX_FRAME_BYTES: u64 = 256 << 20;
+pub const MAX_FRAME_BYTES: u64 = 8 << 20;
 
 /// Magic number of the skippable frame holding the seek table.
 pub const SEEK_TABLE_SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;

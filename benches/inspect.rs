@@ -1,0 +1,152 @@
+//! `cargo bench --bench inspect`: how long `reel inspect checkpoint` (no `--rootfs`) takes on
+//! checkpoints of growing memory, from the store's `.tar` and from a `.tar.zst` export, beside
+//! `checkpointctl inspect --all` on the same archive when checkpointctl is installed (not part
+//! of the test suite; needs root and runc).
+//!
+//! For each N in `REEL_BENCH_GIB` (default `0.25,1,2`) a pod-annotated runc container holds N
+//! GiB of anonymous memory (`tests/programs/memhog.c`); reel checkpoints it and exports it.
+//! After one warm-up run (inputs in the page cache), `REEL_BENCH_ROUNDS` (default 3) timed
+//! runs of each: the median wall time goes to the table. Inspect reads only the members it
+//! needs (images and the pages holding argv and the environment), so the time must not grow
+//! with N. The JSON goes to `<target>/bench-inspect.json`.
+//!
+//! The `reel` binary is not built by `cargo bench`: build it first in the same profile
+//! (`cargo build --release -p reel-cli`).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kit::bench::{median, memhog_cmd, sizes_and_rounds};
+use kit::reel::TestStore;
+use kit::{bins, BundleBuilder, Oci};
+use reel_testkit as kit;
+use serde_json::{json, Value};
+
+fn timed(rounds: usize, mut f: impl FnMut() -> bool) -> Option<f64> {
+    if !f() {
+        return None;
+    }
+    let mut t = Vec::new();
+    for _ in 0..rounds {
+        let s = Instant::now();
+        assert!(f());
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Some(median(t))
+}
+
+fn reel_inspect(store: &TestStore, archive: &Path) -> bool {
+    let out = store
+        .cmd(&[
+            "inspect",
+            "checkpoint",
+            archive.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reel inspect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+fn checkpointctl(archive: &Path) -> bool {
+    Command::new("checkpointctl")
+        .args(["inspect", "--all"])
+        .arg(archive)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn main() {
+    kit::require_root();
+    bins::reel_bin();
+    let (gibs, rounds) = sizes_and_rounds("0.25,1,2");
+    let has_ctl = Command::new("checkpointctl")
+        .arg("version")
+        .output()
+        .is_ok();
+    let mut rows = Vec::new();
+    for gib in gibs {
+        let mib = (gib * 1024.0) as u64;
+        let store = TestStore::named("bench-inspect");
+        let ns = kit::unique_name("ns");
+        let pod = kit::unique_name("bench-insp");
+        let bundle = BundleBuilder::new(&pod)
+            .containerd_pod(&ns, &pod, "app")
+            .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
+            .build();
+        let c = kit::run_oci(Oci::Runc, None, bundle);
+        kit::wait_for(Duration::from_secs(300), "memhog to fill memory", || {
+            c.read_file("/tmp/memhog.ready").map(|_| ())
+        });
+        let out = store.run(&["create", "checkpoint", &pod, "-n", &ns, "-o", "json"]);
+        out.ok();
+        let created = out.json();
+        let tar = Path::new(created["path"].as_str().unwrap()).to_path_buf();
+        let id = created["id"].as_str().unwrap().to_string();
+        drop(c);
+        let zst = store.root().join(format!("{id}.export.tar.zst"));
+        store
+            .run(&[
+                "export",
+                "checkpoint",
+                "--id",
+                &id,
+                "--dest",
+                zst.to_str().unwrap(),
+            ])
+            .ok();
+        let size = |p: &Path| fs::metadata(p).unwrap().len() as f64 / (1 << 20) as f64;
+        let t_tar = timed(rounds, || reel_inspect(&store, &tar)).unwrap();
+        let t_zst = timed(rounds, || reel_inspect(&store, &zst)).unwrap();
+        let ctl_tar = if has_ctl {
+            timed(rounds, || checkpointctl(&tar))
+        } else {
+            None
+        };
+        let row = json!({
+            "gib": gib,
+            "tar_mib": size(&tar),
+            "zst_mib": size(&zst),
+            "reel_tar_s": t_tar,
+            "reel_zst_s": t_zst,
+            "checkpointctl_tar_s": ctl_tar,
+            "checkpointctl_over_reel": ctl_tar.map(|c| c / t_tar),
+        });
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    println!(
+        "{:>6}  {:>9}  {:>9}  {:>12}  {:>12}  {:>16}  {:>8}",
+        "GiB", "tar MiB", "zst MiB", "reel .tar s", "reel .zst s", "checkpointctl s", "ratio"
+    );
+    for r in &rows {
+        let f = |v: &Value| v.as_f64().map(|x| format!("{x:.3}")).unwrap_or("-".into());
+        println!(
+            "{:>6}  {:>9.0}  {:>9.0}  {:>12}  {:>12}  {:>16}  {:>8}",
+            r["gib"],
+            r["tar_mib"].as_f64().unwrap(),
+            r["zst_mib"].as_f64().unwrap(),
+            f(&r["reel_tar_s"]),
+            f(&r["reel_zst_s"]),
+            f(&r["checkpointctl_tar_s"]),
+            f(&r["checkpointctl_over_reel"]),
+        );
+    }
+    if !has_ctl {
+        println!("checkpointctl is not installed: no comparison");
+    }
+    let out = bins::profile_dir()
+        .parent()
+        .unwrap()
+        .join("bench-inspect.json");
+    fs::write(&out, serde_json::to_vec_pretty(&rows).unwrap()).unwrap();
+}
