@@ -7,7 +7,8 @@
 #     be: namespace reel-demo, pod sample, container counter) is listed with
 #     `reel get workloads`, checkpointed with `reel create checkpoint` while it keeps running,
 #     verified, exported as evidence (`reel export checkpoint`: a fresh checkpoint straight to
-#     a zstd archive with its .sha256, verified again), and the stored checkpoint's images are
+#     a zstd archive with its .sha256, verified again), inspected in place (`reel inspect
+#     checkpoint`: the summary an analyst starts from), and the stored checkpoint's images are
 #     restored by `runc restore` into a new container whose counter continues from the
 #     checkpointed value.
 #
@@ -88,6 +89,9 @@ archive=$(ls "$work/evidence"/*.tar.zst)
 ls -l "$work/evidence"
 say "reel verify checkpoint $archive"
 "$reel" --root "$store" verify checkpoint "$archive"
+
+say "reel inspect checkpoint $archive   (what the process was doing, read in place)"
+"$reel" --root "$store" inspect checkpoint "$archive"
 
 say "runc restore of reel's images into a new container"
 tar -tf "$store/$cid.tar" | sed -n '1,3p;$p' | sed 's/^/  member: /'
