@@ -252,17 +252,23 @@ fn pairs(
 
 fn socket_desc(s: &SocketRow) -> String {
     let q = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-    format!(
-        "{} {} {} {} local={} remote={} recv-q={} send-q={}",
-        s.family,
-        s.kind,
-        s.proto,
-        s.state,
-        s.local,
-        s.remote,
+    let mut d = format!("{} {}", s.family, s.kind);
+    for part in [&s.proto, &s.state] {
+        if !part.is_empty() {
+            d.push(' ');
+            d.push_str(part);
+        }
+    }
+    d.push_str(&format!(" local={} remote={}", s.local, s.remote));
+    if !s.peer.is_empty() {
+        d.push_str(&format!(" peer={}", s.peer.join(",")));
+    }
+    d.push_str(&format!(
+        " recv-q={} send-q={}",
         q(s.recv_queue),
         q(s.send_queue)
-    )
+    ));
+    d
 }
 
 fn sockets(a: &Inspection, b: &Inspection, common: &BTreeSet<u32>, out: &mut Vec<Change>) {
@@ -362,10 +368,7 @@ fn vmas(src: &CheckpointSource, pid: u32) -> Result<BTreeMap<(u64, u64), u32>, I
 
 /// A SHA-256 of every page of `pid` dumped in this checkpoint, by address, read in one pass
 /// over the pages member (which is verified at its end).
-fn page_hashes(
-    src: &CheckpointSource,
-    pid: u32,
-) -> Result<BTreeMap<u64, [u8; 32]>, InspectError> {
+fn page_hashes(src: &CheckpointSource, pid: u32) -> Result<BTreeMap<u64, [u8; 32]>, InspectError> {
     let name = format!("{CHECKPOINT_DIR}pagemap-{pid}.img");
     if src.member(&name).is_none() {
         return Ok(BTreeMap::new());
