@@ -399,9 +399,17 @@ fn page_hashes(src: &CheckpointSource, pid: u32) -> Result<BTreeMap<u64, [u8; 32
         std::io::copy(&mut (&mut r).take(off - pos), &mut std::io::sink()).map_err(err)?;
         pos = off;
         for i in 0..n {
+            // Checked: a hostile pagemap may claim runs past the end of the address space.
+            let addr = i
+                .checked_mul(PAGE_SIZE)
+                .and_then(|o| vaddr.checked_add(o))
+                .ok_or_else(|| InspectError::BadMember {
+                    member: format!("{CHECKPOINT_DIR}pagemap-{pid}.img"),
+                    reason: format!("a run at {vaddr:#x} of {n} pages overflows"),
+                })?;
             r.read_exact(&mut page).map_err(err)?;
             pos += PAGE_SIZE;
-            out.insert(vaddr + i * PAGE_SIZE, Sha256::digest(&page).into());
+            out.insert(addr, Sha256::digest(&page).into());
         }
     }
     // To the end, so the member is checked against the manifest.
@@ -467,4 +475,91 @@ fn memory(
         out.extend(each);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::model::FileRow;
+
+    fn proc_row(pid: u32, comm: &str, env: &[&str]) -> ProcessRow {
+        ProcessRow {
+            pid,
+            comm: comm.into(),
+            env: env.iter().map(|e| e.to_string()).collect(),
+            ..ProcessRow::default()
+        }
+    }
+
+    #[test]
+    fn processes_match_by_pid_and_comm() {
+        let a = Inspection {
+            processes: vec![
+                proc_row(1, "init", &["A=1", "B=2"]),
+                proc_row(5, "old", &[]),
+            ],
+            ..Inspection::default()
+        };
+        let b = Inspection {
+            processes: vec![
+                proc_row(1, "init", &["A=1", "C=3"]),
+                proc_row(5, "new", &[]),
+            ],
+            ..Inspection::default()
+        };
+        let mut out = Vec::new();
+        let common = processes(&a, &b, &mut out);
+        assert_eq!(common, BTreeSet::from([1]));
+        let kinds: Vec<(&str, &str)> = out
+            .iter()
+            .map(|c| (c.kind.as_str(), c.what.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("process-ended", "old"),
+                ("process-started", "new"),
+                ("env-changed", "B"),
+                ("env-changed", "C")
+            ]
+        );
+        assert_eq!(out[2].before.as_deref(), Some("2"));
+        assert_eq!(out[2].after, None);
+    }
+
+    #[test]
+    fn files_of_common_processes_by_fd() {
+        let f = |pid, fd, path: &str, deleted| FileRow {
+            pid,
+            fd,
+            kind: "reg".into(),
+            path: path.into(),
+            deleted,
+            ..FileRow::default()
+        };
+        let a = Inspection {
+            files: vec![
+                f(1, 3, "/x", false),
+                f(1, 4, "/y", false),
+                f(9, 3, "/z", false),
+            ],
+            ..Inspection::default()
+        };
+        let b = Inspection {
+            files: vec![f(1, 3, "/x", true), f(1, 5, "/w", false)],
+            ..Inspection::default()
+        };
+        let mut out = Vec::new();
+        files(&a, &b, &BTreeSet::from([1]), &mut out);
+        let kinds: Vec<&str> = out.iter().map(|c| c.kind.as_str()).collect();
+        assert_eq!(kinds, ["file-changed", "file-closed", "file-opened"]);
+        assert_eq!(out[0].after.as_deref(), Some("reg /x (deleted)"));
+    }
+
+    #[test]
+    fn protection_is_rwx() {
+        assert_eq!(prot(0), "---");
+        assert_eq!(prot(3), "rw-");
+        assert_eq!(prot(5), "r-x");
+    }
 }
