@@ -80,6 +80,34 @@ pub enum Verb {
     /// Take evidence out of a checkpoint: the rootfs diff, a deleted file or memfd, an ELF core.
     #[command(subcommand)]
     Extract(ExtractNoun),
+    /// What changed between two checkpoints (exit 0: none, 3: some, 1: error, 2: usage).
+    #[command(subcommand)]
+    Diff(DiffNoun),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiffNoun {
+    /// Processes started or ended, argv, environment and credentials changed, files and
+    /// sockets opened, closed or changed, mounts, rootfs entries, VMAs added, removed or
+    /// re-protected, and how many dumped pages differ, from checkpoint A to checkpoint B.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(DiffCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffCheckpoint {
+    /// The first (earlier) checkpoint: a stored id, an archive file or an unpacked directory.
+    pub a: String,
+    /// The second (later) checkpoint.
+    pub b: String,
+    /// List every differing page's address, not only their count per process.
+    #[arg(long)]
+    pub pages: bool,
+    /// Read members even when they do not match the manifest (the output says so).
+    #[arg(long)]
+    pub no_verify: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

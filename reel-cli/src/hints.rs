@@ -1,5 +1,5 @@
 //! Errors for people: the whole chain of what went wrong, a hint of what to do, and the exit
-//! code (2 for bad usage, 1 for everything else).
+//! code (2 for bad usage, 3 for differences found by `reel diff`, 1 for everything else).
 
 use std::fmt;
 
@@ -15,6 +15,19 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Not a failure: `reel diff` found differences (exit code 3, like `git diff --exit-code`).
+/// Nothing is printed for it: the differences were.
+#[derive(Debug)]
+pub struct Differences;
+
+impl fmt::Display for Differences {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the checkpoints differ")
+    }
+}
+
+impl std::error::Error for Differences {}
+
 /// An `anyhow::Error` for a usage mistake.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
@@ -29,6 +42,8 @@ pub fn describe(err: &anyhow::Error) -> String {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err.downcast_ref::<UsageError>().is_some() {
         2
+    } else if err.downcast_ref::<Differences>().is_some() {
+        3
     } else {
         1
     }

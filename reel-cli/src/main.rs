@@ -1,6 +1,6 @@
 //! `reel`: the command line over reel-core. It only maps arguments to library calls, prints
 //! results, and turns errors into a message with a hint and an exit code a script can trust:
-//! 0 success, 1 failure, 2 bad usage.
+//! 0 success, 1 failure, 2 bad usage, 3 `reel diff` found differences.
 
 mod cli;
 mod cmd;
@@ -34,6 +34,9 @@ fn main() {
     process_settings();
     let result = run(&cli);
     if let Err(err) = result {
+        if err.downcast_ref::<hints::Differences>().is_some() {
+            std::process::exit(hints::exit_code(&err));
+        }
         eprintln!("error: {}", hints::describe(&err));
         if let Some(hint) = hints::hint(&err) {
             eprintln!("hint: {hint}");
@@ -70,6 +73,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Verb::Resume(cli::ResumeNoun::Sandbox(a))) => cmd::sandbox::resume(a),
         Some(Verb::Delete(cli::DeleteNoun::Sandbox(a))) => cmd::sandbox::delete(a),
         Some(Verb::Extract(cli::ExtractNoun::Checkpoint(a))) => cmd::extract::run(cli, a),
+        Some(Verb::Diff(cli::DiffNoun::Checkpoint(a))) => cmd::diff::run(cli, a),
     }
 }
 

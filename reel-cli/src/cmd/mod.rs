@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod create;
 pub mod delete;
+pub mod diff;
 pub mod export;
 pub mod extract;
 pub mod inspect;

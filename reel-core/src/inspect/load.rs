@@ -561,7 +561,11 @@ fn unix_name(name: &[u8]) -> String {
     match name.split_first() {
         None => String::new(),
         Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
-        Some(_) => String::from_utf8_lossy(name).into_owned(),
+        // A path ends at its NUL (bind(2) with sizeof(struct sockaddr_un) keeps the padding).
+        Some(_) => {
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            String::from_utf8_lossy(&name[..end]).into_owned()
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! The CLI only renders what this module returns.
 
+pub mod diff;
 mod error;
 mod load;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod pages;
 pub mod source;
 pub mod zstd_seek;
 
+pub use diff::{diff, Change, Diff, DiffOptions};
 pub use error::InspectError;
 pub use load::{inspect, rootfs, InspectOptions, SENSITIVE_PATHS, SUSPICIOUS_COMMANDS};
 pub use model::Inspection;
