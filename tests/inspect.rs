@@ -356,6 +356,11 @@ fn inspect_reports_every_fact_from_the_store_the_export_and_a_directory() {
     let id = created["id"].as_str().unwrap().to_string();
     let stored = PathBuf::from(created["path"].as_str().unwrap());
     drop(container);
+    // REEL_INSPECT_KEEP=DIR keeps a copy of the real archive (fuzz/seed.sh seeds the fuzz
+    // corpus from it).
+    if let Some(keep) = std::env::var_os("REEL_INSPECT_KEEP") {
+        fs::copy(&stored, Path::new(&keep).join("evidence.tar")).unwrap();
+    }
 
     // The store's .tar, by id.
     let v = inspect_json(&reel, &id, &["--all"]);
