@@ -321,6 +321,14 @@ fn assert_facts(v: &Value, ns: &str, pod: &str, pids: [u32; 4], with_manifest: b
     assert!(kinds("memfd-open").contains(&"memfd:insp-memfd".to_string()));
     assert!(kinds("sensitive-path-changed").contains(&"/etc/evidence.conf".to_string()));
     assert!(kinds("setuid-file-changed").contains(&"/tmp/suid-tool".to_string()));
+    assert!(
+        kinds("deleted-executable-mapped").contains(&"/tmp/dropper".to_string()),
+        "{:#}",
+        v["findings"]
+    );
+    let drop = find(v, "processes", |p| p["comm"] == "evidence-drop");
+    assert_eq!(drop["exe"], "/tmp/dropper", "{drop:#}");
+    assert_eq!(strs(&drop["argv"]), vec!["dropper", "--dropped"]);
 }
 
 #[test]
