@@ -321,6 +321,14 @@ fn assert_facts(v: &Value, ns: &str, pod: &str, pids: [u32; 4], with_manifest: b
     assert!(kinds("memfd-open").contains(&"memfd:insp-memfd".to_string()));
     assert!(kinds("sensitive-path-changed").contains(&"/etc/evidence.conf".to_string()));
     assert!(kinds("setuid-file-changed").contains(&"/tmp/suid-tool".to_string()));
+    assert!(
+        kinds("deleted-executable-mapped").contains(&"/tmp/dropper".to_string()),
+        "{:#}",
+        v["findings"]
+    );
+    let drop = find(v, "processes", |p| p["comm"] == "evidence-drop");
+    assert_eq!(drop["exe"], "/tmp/dropper", "{drop:#}");
+    assert_eq!(strs(&drop["argv"]), vec!["dropper", "--dropped"]);
 }
 
 #[test]
@@ -356,6 +364,11 @@ fn inspect_reports_every_fact_from_the_store_the_export_and_a_directory() {
     let id = created["id"].as_str().unwrap().to_string();
     let stored = PathBuf::from(created["path"].as_str().unwrap());
     drop(container);
+    // REEL_INSPECT_KEEP=DIR keeps a copy of the real archive (fuzz/seed.sh seeds the fuzz
+    // corpus from it).
+    if let Some(keep) = std::env::var_os("REEL_INSPECT_KEEP") {
+        fs::copy(&stored, Path::new(&keep).join("evidence.tar")).unwrap();
+    }
 
     // The store's .tar, by id.
     let v = inspect_json(&reel, &id, &["--all"]);

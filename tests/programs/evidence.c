@@ -14,7 +14,8 @@
  * interval 100 s). Its threads: "blocker", blocked in pause(2) with SIGUSR1 blocked and
  * pending, and "sleeper", in nanosleep. Children: "evidence-cli" (the TCP client),
  * "evidence-jail" (capabilities dropped to net_bind_service, no_new_privs, a seccomp filter,
- * still uid 0), and a shell "sh -c 'sleep 100000; :'" with its sleep. When all is set it
+ * still uid 0), a shell "sh -c 'sleep 100000; :'" with its sleep, and "evidence-drop": a
+ * copy of this program run from /tmp/dropper, which it deletes. When all is set it
  * writes "ready <pid>\n" to STATUS (tmp + rename) and waits.
  *
  * Built with: cc -O2 -pthread -static -o evidence evidence.c
@@ -118,6 +119,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: evidence STATUS\n");
 		return 2;
 	}
+	if (strcmp(argv[1], "--dropped") == 0) {
+		/* A copy of this program, run from a file it deletes: code mapped from a deleted file. */
+		prctl(PR_SET_NAME, "evidence-drop");
+		unlink("/tmp/dropper");
+		forever();
+	}
 	const char *status = argv[1];
 	sethostname("insp-evidence", strlen("insp-evidence"));
 
@@ -176,6 +183,25 @@ int main(int argc, char **argv)
 		execl("/bin/sh", "sh", "-c", "sleep 100000; :", (char *)NULL);
 		die("exec sh");
 	}
+
+	pid_t drop = fork();
+	if (drop == 0) {
+		int in = open("/proc/self/exe", O_RDONLY);
+		int out = open("/tmp/dropper", O_WRONLY | O_CREAT | O_TRUNC, 0755);
+		char buf[65536];
+		ssize_t n;
+		if (in < 0 || out < 0)
+			die("copy exe");
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, n) != n)
+				die("copy exe");
+		close(in);
+		close(out);
+		execl("/tmp/dropper", "dropper", "--dropped", (char *)NULL);
+		die("exec dropper");
+	}
+	for (int i = 0; i < 500 && access("/tmp/dropper", F_OK) == 0; i++)
+		usleep(10000);
 
 	/* Timers. */
 	signal(SIGUSR2, SIG_IGN);
