@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kit::podnet::PodNet;
 use kit::restore::{self, Reel};
-use kit::{BundleBuilder, Oci, RootfsMode};
+use kit::{BundleBuilder, Oci, OverlayRoot, RootfsMode};
 use reel_testkit as kit;
 use serde_json::Value;
 
@@ -22,44 +22,6 @@ const MEMFD_TEXT: &str = "evidence: contents of a memfd, never on disk\n";
 const PIPE_TEXT: &str = "evidence: unread pipe data\n";
 const CLIENT_TEXT: &str = "evidence: client to server, unread\n";
 const SERVER_TEXT: &str = "evidence: server to client, longer and unread\n";
-
-/// An overlay rootfs (the test image below a private upper dir), unmounted when dropped.
-struct OverlayRoot {
-    dir: tempfile::TempDir,
-}
-
-impl OverlayRoot {
-    fn new() -> OverlayRoot {
-        let dir = tempfile::Builder::new()
-            .prefix("insp-root.")
-            .tempdir_in(kit::test_dir())
-            .unwrap();
-        for d in ["upper", "work", "merged"] {
-            fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            kit::rootfs_template().display(),
-            dir.path().join("upper").display(),
-            dir.path().join("work").display()
-        );
-        kit::run(
-            Command::new("mount")
-                .args(["-t", "overlay", "overlay", "-o", &opts])
-                .arg(dir.path().join("merged")),
-        );
-        OverlayRoot { dir }
-    }
-    fn merged(&self) -> PathBuf {
-        self.dir.path().join("merged")
-    }
-}
-
-impl Drop for OverlayRoot {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.merged()).status();
-    }
-}
 
 /// The pids evidence reports once everything is set: main, client, jail, shell.
 fn wait_ready(status: &Path) -> [u32; 4] {
@@ -337,7 +299,7 @@ fn inspect_reports_every_fact_from_the_store_the_export_and_a_directory() {
     let t0 = Instant::now();
     let evidence = kit::programs::program("evidence");
     let net = PodNet::new("insp");
-    let root = OverlayRoot::new();
+    let root = OverlayRoot::new("insp-root.");
     fs::copy(&evidence, root.merged().join("bin/evidence")).unwrap();
     let status_dir = tempfile::Builder::new()
         .prefix("insp-status.")

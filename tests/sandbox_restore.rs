@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kit::podnet::PodNet;
 use kit::restore::{self, Reel};
-use kit::{BundleBuilder, Oci, RootfsMode};
+use kit::{BundleBuilder, Oci, OverlayRoot, RootfsMode};
 use reel_testkit as kit;
 use serde_json::Value;
 
@@ -43,45 +43,6 @@ fn scratch(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir_in(kit::test_dir())
         .unwrap()
-}
-
-/// An overlay rootfs (the test image as its lower layer, a private upper dir) as container
-/// runtimes give containers; unmounted when dropped.
-struct OverlayRoot {
-    dir: tempfile::TempDir,
-}
-
-impl OverlayRoot {
-    fn new() -> OverlayRoot {
-        let dir = scratch("reel-sb-root.");
-        for d in ["upper", "work", "merged"] {
-            fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            kit::rootfs_template().display(),
-            dir.path().join("upper").display(),
-            dir.path().join("work").display()
-        );
-        kit::run(
-            Command::new("mount")
-                .args(["-t", "overlay", "overlay", "-o", &opts])
-                .arg(dir.path().join("merged")),
-        );
-        OverlayRoot { dir }
-    }
-    fn merged(&self) -> PathBuf {
-        self.dir.path().join("merged")
-    }
-    fn upper(&self) -> PathBuf {
-        self.dir.path().join("upper")
-    }
-}
-
-impl Drop for OverlayRoot {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.merged()).status();
-    }
 }
 
 /// A unix stream listener on the host that echoes and counts the connections it accepts.
@@ -290,7 +251,7 @@ impl Scene {
         let listener = HostListener::start();
         let volume = scratch("reel-sb-vol.");
         let client_status = scratch("reel-sb-client.");
-        let root = OverlayRoot::new();
+        let root = OverlayRoot::new("reel-sb-root.");
         let ns = kit::unique_name("ns");
         let pod = kit::unique_name(prefix);
         let sock = listener.path.to_string_lossy().into_owned();

@@ -934,3 +934,49 @@ impl Drop for Container {
         }
     }
 }
+
+/// An overlay rootfs as container runtimes give containers: the test rootfs as its lower layer,
+/// a private upper dir (where the container's writes land) under [`test_dir`]; unmounted when
+/// dropped.
+pub struct OverlayRoot {
+    dir: tempfile::TempDir,
+}
+
+impl OverlayRoot {
+    /// Mounts a new one; its directory's name starts with `prefix`.
+    pub fn new(prefix: &str) -> OverlayRoot {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(test_dir())
+            .unwrap();
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            rootfs_template().display(),
+            dir.path().join("upper").display(),
+            dir.path().join("work").display()
+        );
+        run(Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(dir.path().join("merged")));
+        OverlayRoot { dir }
+    }
+
+    /// The mounted root (the bundle's rootfs).
+    pub fn merged(&self) -> PathBuf {
+        self.dir.path().join("merged")
+    }
+
+    /// The upper dir: what the container wrote.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.path().join("upper")
+    }
+}
+
+impl Drop for OverlayRoot {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.merged()).status();
+    }
+}

@@ -47,6 +47,7 @@ pub use manifest::{
     MANIFEST_SCHEMA_VERSION,
 };
 pub use prehash::{PreHasher, PrefixDigest};
+pub(crate) use reader::read_up_to;
 pub use reader::{
     detect_compression, index, read_manifest, read_manifest_from, Compression, IndexedMember,
     MAX_MANIFEST_BYTES, ZSTD_MAGIC,

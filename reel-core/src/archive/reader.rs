@@ -171,7 +171,8 @@ pub(crate) fn open_detect(path: &Path) -> Result<(Compression, File), ArchiveErr
     Ok((kind, file))
 }
 
-fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the input ends; the count read (short only at the end).
+pub(crate) fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::zstd_seek::{ReadAt, SeekableZstd};
 use super::InspectError;
+use crate::archive::read_up_to;
 use crate::archive::{Manifest, CHECKPOINT_DIR, MANIFEST_NAME, MAX_MANIFEST_BYTES, ZSTD_MAGIC};
 
 /// The most members reel indexes in one archive.
@@ -883,19 +884,6 @@ fn index_dir(root: &Path) -> Result<Vec<Member>, InspectError> {
         }
     }
     Ok(out)
-}
-
-fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 #[cfg(test)]

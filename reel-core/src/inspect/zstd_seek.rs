@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use zstd::zstd_safe::{DCtx, InBuffer, OutBuffer};
 
 use super::InspectError;
+use crate::archive::read_up_to;
 use crate::archive::ZSTD_MAGIC;
 use crate::export::frames::{parse_seek_table, SEEKABLE_MAGIC};
 
@@ -292,19 +293,6 @@ fn scan(file: &File, path: &Path) -> Result<(Vec<FrameStart>, u64), InspectError
         return Err(zerr("no zstd frame".into()));
     }
     Ok((frames, d))
-}
-
-fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 #[cfg(test)]
