@@ -33,8 +33,8 @@ const MAX_DELETED_FILES: u64 = 64 << 20;
 /// Unpacks the rootfs diff of the checkpoint at `checkpoint` (a store `.tar`, an exported
 /// `.tar`/`.tar.zst`, an unpacked directory, or another tool's archive) into `dest`, a new or
 /// empty directory, and reports every entry (see [`rootfs`]). The diff is checked against the
-/// manifest as it is read (unless `opts` says not to): a mismatch is an error after the fact,
-/// and what was unpacked must then not be trusted.
+/// manifest before anything is unpacked (unless `opts` says not to): a tampered diff leaves
+/// `dest` untouched. It is read twice for that; diffs are small beside the memory.
 pub fn extract_rootfs(
     checkpoint: &Path,
     dest: &Path,
@@ -46,9 +46,14 @@ pub fn extract_rootfs(
     if src.member(ROOTFS_DIFF_TAR).is_none() {
         return unpack_rootfs_diff(src.path(), None, deleted.as_deref(), dest, limits);
     }
+    if opts.verify {
+        // Read to the end once, so the member's digest is checked before anything is written.
+        let mut r = src.reader(ROOTFS_DIFF_TAR)?;
+        io::copy(&mut r, &mut io::sink()).map_err(|e| src.member_err(ROOTFS_DIFF_TAR, e))?;
+    }
     let mut r = src.reader(ROOTFS_DIFF_TAR)?;
     let report = unpack_rootfs_diff(src.path(), Some(&mut r), deleted.as_deref(), dest, limits)?;
-    // Read to the end, so the member's digest is checked.
+    // Read to the end (a second check of the digest: the archive did not change meanwhile).
     io::copy(&mut r, &mut io::sink()).map_err(|e| src.member_err(ROOTFS_DIFF_TAR, e))?;
     Ok(report)
 }
