@@ -270,20 +270,7 @@ fn deleted_files_come_out_byte_for_byte() {
     // Evidence hygiene: a ghost image changed after the checkpoint (one byte of its contents)
     // is refused by name, nothing written; --no-verify goes on, loudly.
     let tampered = exported.join("tampered.tar");
-    fs::copy(&s.archive, &tampered).unwrap();
-    let at = {
-        let mut ar = tar::Archive::new(fs::File::open(&tampered).unwrap());
-        let e = ar
-            .entries_with_seek()
-            .unwrap()
-            .map(|e| e.unwrap())
-            .find(|e| e.path_bytes().as_ref() == b"checkpoint/ghost-file-1.img")
-            .expect("no ghost-file-1.img");
-        e.raw_file_position() + e.size() - 10
-    };
-    let mut bytes = fs::read(&tampered).unwrap();
-    bytes[at as usize] ^= 0xff;
-    fs::write(&tampered, &bytes).unwrap();
+    flip_near_end(&s.archive, "checkpoint/ghost-file-1.img", &tampered);
     let to = out.join("tampered");
     let o = s.reel.run(&[
         "extract",
@@ -320,6 +307,29 @@ fn deleted_files_come_out_byte_for_byte() {
     assert!(
         fs::read(&to).unwrap() != pattern(SMALL),
         "the flipped byte is not in the output"
+    );
+
+    // The same for the rootfs diff: checked before anything is unpacked.
+    let tampered_diff = exported.join("tampered-diff.tar");
+    flip_near_end(&s.archive, "rootfs-diff.tar", &tampered_diff);
+    let dest = out.join("tampered-rootfs");
+    let o = s.reel.run(&[
+        "extract",
+        "checkpoint",
+        &tampered_diff.to_string_lossy(),
+        "--rootfs",
+        &dest.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("rootfs-diff.tar"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        fs::read_dir(&dest).map_or(true, |mut d| d.next().is_none()),
+        "a tampered diff was unpacked into {}",
+        dest.display()
     );
 
     // A descriptor that is no deleted file, one that does not exist, a bad PID:FD.
@@ -365,6 +375,24 @@ fn deleted_files_come_out_byte_for_byte() {
 // ---------------------------------------------------------------------------------------------
 // The rootfs diff
 // ---------------------------------------------------------------------------------------------
+
+/// A copy of `archive` at `to` with one byte flipped 10 bytes before the end of `member`.
+fn flip_near_end(archive: &Path, member: &str, to: &Path) {
+    fs::copy(archive, to).unwrap();
+    let at = {
+        let mut ar = tar::Archive::new(fs::File::open(to).unwrap());
+        let e = ar
+            .entries_with_seek()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path_bytes().as_ref() == member.as_bytes())
+            .unwrap_or_else(|| panic!("no {member} in {}", archive.display()));
+        e.raw_file_position() + e.size() - 10
+    };
+    let mut bytes = fs::read(to).unwrap();
+    bytes[at as usize] ^= 0xff;
+    fs::write(to, &bytes).unwrap();
+}
 
 fn header(path: &str, ty: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
