@@ -85,7 +85,10 @@ fn img(name: &str) -> String {
 }
 
 /// All the entries of image `name` as `M` (an empty list when the image is absent).
-fn entries<M: ImageMessage>(src: &CheckpointSource, name: &str) -> Result<Vec<M>, InspectError> {
+pub(super) fn entries<M: ImageMessage>(
+    src: &CheckpointSource,
+    name: &str,
+) -> Result<Vec<M>, InspectError> {
     let member = img(name);
     let Some(bytes) = src.read_optional(&member, MAX_IMAGE_BYTES)? else {
         return Ok(Vec::new());
@@ -94,7 +97,10 @@ fn entries<M: ImageMessage>(src: &CheckpointSource, name: &str) -> Result<Vec<M>
 }
 
 /// The first entry of image `name`, `None` when the image is absent.
-fn first<M: ImageMessage>(src: &CheckpointSource, name: &str) -> Result<Option<M>, InspectError> {
+pub(super) fn first<M: ImageMessage>(
+    src: &CheckpointSource,
+    name: &str,
+) -> Result<Option<M>, InspectError> {
     let member = img(name);
     let Some(bytes) = src.read_optional(&member, MAX_IMAGE_BYTES)? else {
         return Ok(None);
