@@ -560,6 +560,10 @@ pub struct InspectCheckpoint {
     /// Every entry of the rootfs diff, with SHA-256 (reads the whole rootfs-diff.tar).
     #[arg(long)]
     pub rootfs: bool,
+    /// Every memory region (VMA) as /proc/PID/maps shows it, with the pages the checkpoint
+    /// holds, and the memory findings (writable+executable, anonymous executable, modified code).
+    #[arg(long)]
+    pub maps: bool,
     /// Every view.
     #[arg(long)]
     pub all: bool,

@@ -17,6 +17,7 @@ use criu_sys::proto;
 use serde::Serialize;
 
 use super::load::{entries, first};
+use super::model::{FindingRow, MapRow};
 use super::pages::{PageIndex, PAGE_SIZE};
 use super::source::CheckpointSource;
 use super::InspectError;
@@ -567,10 +568,7 @@ pub fn search(
             return Err(InspectError::NoProcess { pid });
         }
     }
-    let files: BTreeMap<u32, String> = entries::<proto::FileEntry>(src, "files.img")?
-        .into_iter()
-        .filter_map(|f| f.reg.map(|r| (f.id, r.name)))
-        .collect();
+    let files = file_paths(src)?;
     let context = opts.context.min(MAX_CONTEXT);
     let carry_max = match max_len {
         Some(n) => (n - 1).max(context),
@@ -610,6 +608,128 @@ pub fn search(
         }
     }
     Ok(out)
+}
+
+/// The file paths of `files.img`'s regular files, by id.
+fn file_paths(src: &CheckpointSource) -> Result<BTreeMap<u32, String>, InspectError> {
+    Ok(entries::<proto::FileEntry>(src, "files.img")?
+        .into_iter()
+        .filter_map(|f| f.reg.map(|r| (f.id, r.name)))
+        .collect())
+}
+
+/// Every VMA of every live process (or `pid`) as `/proc/PID/maps` shows it, with how many of
+/// its pages the checkpoint holds, and the memory findings: writable+executable regions,
+/// anonymous executable regions (not the vDSO), and dumped pages inside a private executable
+/// file mapping (CRIU dumps such a page only once it was written: modified code).
+pub fn maps(
+    src: &CheckpointSource,
+    pid: Option<u32>,
+) -> Result<(Vec<MapRow>, Vec<FindingRow>), InspectError> {
+    let pstree: Vec<proto::PstreeEntry> = entries(src, "pstree.img")?;
+    let files = file_paths(src)?;
+    let mut rows = Vec::new();
+    let mut found = Vec::new();
+    for p in &pstree {
+        if pid.is_some_and(|want| want != p.pid) {
+            continue;
+        }
+        let core = first::<proto::CoreEntry>(src, &format!("core-{}.img", p.pid))?;
+        if core
+            .as_ref()
+            .and_then(|c| c.tc.as_ref())
+            .is_some_and(|tc| tc.task_state == 6)
+        {
+            continue;
+        }
+        let tids = if p.threads.is_empty() {
+            vec![p.pid]
+        } else {
+            p.threads.clone()
+        };
+        let vs = vmas(src, p.pid, &tids, &files)?;
+        let index = if src
+            .member(&format!("{CHECKPOINT_DIR}pagemap-{}.img", p.pid))
+            .is_some()
+        {
+            Some(PageIndex::load(src, p.pid)?)
+        } else {
+            None
+        };
+        for v in &vs {
+            let dumped: u64 = index
+                .iter()
+                .flat_map(|ix| ix.runs())
+                .filter(|r| r.is_present())
+                .map(|r| {
+                    let lo = r.vaddr.max(v.start);
+                    let hi = r.end().min(v.end);
+                    hi.saturating_sub(lo) / PAGE_SIZE
+                })
+                .sum();
+            let perms = v.perms();
+            let range = format!("{:#x}-{:#x}", v.start, v.end);
+            let special = v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0;
+            let mut finding = |kind: &str, detail: String| {
+                found.push(FindingRow {
+                    kind: kind.into(),
+                    pid: Some(p.pid),
+                    what: range.clone(),
+                    address: Some(format!("{:#x}", v.start)),
+                    detail,
+                })
+            };
+            let exec = v.prot & 4 != 0;
+            if exec && v.prot & 2 != 0 {
+                finding(
+                    "writable-executable-memory",
+                    format!(
+                        "process {} has {range} {perms} {} writable and executable ({dumped} pages dumped)",
+                        p.pid,
+                        if v.path.is_empty() { "(anonymous)" } else { &v.path }
+                    ),
+                );
+            }
+            if exec && !v.file() && !special {
+                finding(
+                    "anonymous-executable-memory",
+                    format!(
+                        "process {} has anonymous executable memory {range} {perms} ({dumped} pages dumped)",
+                        p.pid
+                    ),
+                );
+            }
+            if exec && v.file() && !v.shared() && dumped > 0 {
+                finding(
+                    "modified-code",
+                    format!(
+                        "process {}: {dumped} page(s) of {} at {range} {perms} were written (private copies of code)",
+                        p.pid, v.path
+                    ),
+                );
+            }
+            rows.push(MapRow {
+                pid: p.pid,
+                start: format!("{:#x}", v.start),
+                end: format!("{:#x}", v.end),
+                perms,
+                offset: v.pgoff,
+                path: v.path.clone(),
+                kind: if v.stack && v.status & VMA_AREA_STACK == 0 {
+                    "thread-stack".into()
+                } else if v.path.starts_with('[') {
+                    v.path.trim_matches(['[', ']']).into()
+                } else if v.file() {
+                    "file".into()
+                } else {
+                    "anon".into()
+                },
+                pages: (v.end - v.start) / PAGE_SIZE,
+                pages_dumped: dumped,
+            });
+        }
+    }
+    Ok((rows, found))
 }
 
 #[cfg(test)]
