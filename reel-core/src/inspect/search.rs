@@ -621,7 +621,9 @@ fn file_paths(src: &CheckpointSource) -> Result<BTreeMap<u32, String>, InspectEr
 /// Every VMA of every live process (or `pid`) as `/proc/PID/maps` shows it, with how many of
 /// its pages the checkpoint holds, and the memory findings: writable+executable regions,
 /// anonymous executable regions (not the vDSO), and dumped pages inside a private executable
-/// file mapping (CRIU dumps such a page only once it was written: modified code).
+/// file mapping (CRIU dumps such a page only once it was written: modified code), except the
+/// first page of the first executable VMA, which CRIU's own syscall injection always leaves
+/// written (a patch there is not reported).
 pub fn maps(
     src: &CheckpointSource,
     pid: Option<u32>,
@@ -656,6 +658,16 @@ pub fn maps(
         } else {
             None
         };
+        // CRIU (compel) runs its syscalls from the first bytes of the first executable VMA:
+        // it writes a syscall instruction there and puts the bytes back, which leaves that
+        // page a private copy in every dump. It is not counted as modified code.
+        let compel_page = vs
+            .iter()
+            .find(|v| {
+                v.prot & 4 != 0
+                    && v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) == 0
+            })
+            .map(|v| v.start);
         for v in &vs {
             let dumped: u64 = index
                 .iter()
@@ -699,11 +711,19 @@ pub fn maps(
                     ),
                 );
             }
-            if exec && v.file() && !v.shared() && dumped > 0 {
+            let written = dumped
+                - u64::from(
+                    compel_page == Some(v.start)
+                        && index
+                            .as_ref()
+                            .and_then(|ix| ix.run_at(v.start))
+                            .is_some_and(|r| r.is_present()),
+                );
+            if exec && v.file() && !v.shared() && written > 0 {
                 finding(
                     "modified-code",
                     format!(
-                        "process {}: {dumped} page(s) of {} at {range} {perms} were written (private copies of code)",
+                        "process {}: {written} page(s) of {} at {range} {perms} were written (private copies of code)",
                         p.pid, v.path
                     ),
                 );
