@@ -177,7 +177,7 @@ impl SearchResult {
 }
 
 enum Matcher {
-    Lit(memchr::memmem::Finder<'static>),
+    Lit(Box<memchr::memmem::Finder<'static>>),
     Re(regex::bytes::Regex),
 }
 
@@ -228,7 +228,7 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, InspectError> {
             "{s:?} is not hex: {c:?} is not a hex digit (write bytes as `de ad be ef`)"
         )));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(bad(format!(
             "{s:?} is not whole bytes: an odd number of hex digits"
         )));
@@ -245,8 +245,10 @@ pub fn validate(p: &Pattern) -> Result<(), InspectError> {
     compile(p).map(|_| ())
 }
 
-/// The matcher, the longest a match can be (None: unbounded), the pattern's bytes.
-fn compile(p: &Pattern) -> Result<(Matcher, Option<usize>, Option<Vec<u8>>), InspectError> {
+/// A compiled pattern: the matcher, the longest a match can be (None: unbounded), the bytes.
+type Compiled = (Matcher, Option<usize>, Option<Vec<u8>>);
+
+fn compile(p: &Pattern) -> Result<Compiled, InspectError> {
     if p.text.is_empty() {
         return Err(bad("the pattern is empty"));
     }
@@ -286,7 +288,7 @@ fn compile(p: &Pattern) -> Result<(Matcher, Option<usize>, Option<Vec<u8>>), Ins
     }
     let n = bytes.len();
     let f = memchr::memmem::Finder::new(&bytes).into_owned();
-    Ok((Matcher::Lit(f), Some(n), Some(bytes)))
+    Ok((Matcher::Lit(Box::new(f)), Some(n), Some(bytes)))
 }
 
 /// A VMA as the search sees it.
@@ -462,7 +464,7 @@ impl Scan<'_> {
                     len: e - s,
                 });
             }
-            !opts.max_hits.is_some_and(|m| out.count >= m)
+            opts.max_hits.is_none_or(|m| out.count < m)
         });
     }
 
