@@ -164,10 +164,9 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
     let m = wait_markers(&status.path().join("status"));
     eprintln!("markers: {m:x?}");
     let reel = Reel::new("srch");
-    let id = reel.create_ok(&ns, &pod, None, &[])["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let created = reel.create_ok(&ns, &pod, None, &[]);
+    let id = created["id"].as_str().unwrap().to_string();
+    let stored = std::path::PathBuf::from(created["path"].as_str().unwrap());
     drop(container);
     let pid = m["pid"].to_string();
 
@@ -311,6 +310,43 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
     );
     assert_markers(&reel, zst.to_str().unwrap(), &m);
     none(&reel, zst.to_str().unwrap(), "NO-SUCH-MARKER-31337", &[]);
+
+    // A damaged copy (unpacked, manifest removed): a pages member shorter than its pagemap
+    // says is a clear error (exit 1), not a panic nor a silent partial search.
+    let dir = scratch.join("damaged");
+    fs::create_dir(&dir).unwrap();
+    tar::Archive::new(fs::File::open(&stored).unwrap())
+        .unpack(&dir)
+        .unwrap();
+    fs::remove_file(dir.join("reel-manifest.json")).unwrap();
+    assert_eq!(hits(&reel, dir.to_str().unwrap(), SECRET, &[]).len(), 1);
+    let pages: Vec<_> = fs::read_dir(dir.join("checkpoint"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("pages-")
+        })
+        .collect();
+    for p in &pages {
+        let len = fs::metadata(p).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(len.saturating_sub(4096))
+            .unwrap();
+    }
+    let (out, _) = search(&reel, dir.to_str().unwrap(), SECRET, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("pages-") && err.contains("truncated or the pagemap is wrong"),
+        "{err}"
+    );
 
     // An ordinary process: no memory findings.
     let _ = kit::programs::program("counter");
