@@ -83,6 +83,64 @@ pub enum Verb {
     /// What changed between two checkpoints (exit 0: none, 3: some, 1: error, 2: usage).
     #[command(subcommand)]
     Diff(DiffNoun),
+    /// Find bytes in the memory of a checkpoint's processes (exit 0: found, 3: none, 1:
+    /// error, 2: usage).
+    #[command(subcommand)]
+    Search(SearchNoun),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchNoun {
+    /// Search the memory of every process (or --pid N) for a literal, a regex, hex bytes or
+    /// UTF-16LE text; each hit with its process, address, region and context.
+    #[command(visible_alias = "checkpoints", visible_alias = "cp")]
+    Checkpoint(SearchCheckpoint),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchCheckpoint {
+    /// The checkpoint: a stored id, an archive file or an unpacked directory.
+    pub checkpoint: String,
+    /// What to look for (a literal unless --regex, --hex or --utf16).
+    pub pattern: String,
+    /// The pattern is a regular expression over bytes (Unicode off: `.` is any byte).
+    #[arg(long, conflicts_with_all = ["hex", "utf16"])]
+    pub regex: bool,
+    /// The pattern is hex bytes: "de ad be ef".
+    #[arg(long, conflicts_with = "utf16")]
+    pub hex: bool,
+    /// Look for the text as UTF-16LE (Windows-style and Java strings).
+    #[arg(long)]
+    pub utf16: bool,
+    /// ASCII letters match either case.
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+    /// Only this process (repeatable).
+    #[arg(long)]
+    pub pid: Vec<u32>,
+    /// Only regions of this kind: heap, stack, anon, file, exec, shared, all (repeatable).
+    #[arg(long)]
+    pub region: Vec<String>,
+    /// Only regions with these permissions: `r-x` exactly, or `wx` at least.
+    #[arg(long)]
+    pub perms: Option<String>,
+    /// Only hits in 0xSTART-0xEND.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Stop after this many hits.
+    #[arg(long)]
+    pub max_hits: Option<u64>,
+    /// Print only how many hits (per process).
+    #[arg(long)]
+    pub count: bool,
+    /// Bytes of context shown on each side of a hit.
+    #[arg(short = 'C', long, default_value_t = 16)]
+    pub context: usize,
+    /// Read members even when they do not match the manifest (the output says so).
+    #[arg(long)]
+    pub no_verify: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]
@@ -502,6 +560,10 @@ pub struct InspectCheckpoint {
     /// Every entry of the rootfs diff, with SHA-256 (reads the whole rootfs-diff.tar).
     #[arg(long)]
     pub rootfs: bool,
+    /// Every memory region (VMA) as /proc/PID/maps shows it, with the pages the checkpoint
+    /// holds, and the memory findings (writable+executable, anonymous executable, modified code).
+    #[arg(long)]
+    pub maps: bool,
     /// Every view.
     #[arg(long)]
     pub all: bool,

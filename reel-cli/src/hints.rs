@@ -1,5 +1,6 @@
 //! Errors for people: the whole chain of what went wrong, a hint of what to do, and the exit
-//! code (2 for bad usage, 3 for differences found by `reel diff`, 1 for everything else).
+//! code (2 for bad usage, 3 for differences found by `reel diff`
+//! or nothing found by `reel search`, 1 for everything else).
 
 use std::fmt;
 
@@ -28,6 +29,24 @@ impl fmt::Display for Differences {
 
 impl std::error::Error for Differences {}
 
+/// Not a failure: `reel search` found nothing (exit code 3, like `grep`'s 1). Nothing is
+/// printed for it: the empty result was.
+#[derive(Debug)]
+pub struct NothingFound;
+
+impl fmt::Display for NothingFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("nothing found")
+    }
+}
+
+impl std::error::Error for NothingFound {}
+
+/// Whether `err` is only an exit status (3), not a failure to report.
+pub fn is_status(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Differences>().is_some() || err.downcast_ref::<NothingFound>().is_some()
+}
+
 /// An `anyhow::Error` for a usage mistake.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
@@ -42,7 +61,7 @@ pub fn describe(err: &anyhow::Error) -> String {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err.downcast_ref::<UsageError>().is_some() {
         2
-    } else if err.downcast_ref::<Differences>().is_some() {
+    } else if is_status(err) {
         3
     } else {
         1

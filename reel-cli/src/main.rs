@@ -1,6 +1,6 @@
 //! `reel`: the command line over reel-core. It only maps arguments to library calls, prints
 //! results, and turns errors into a message with a hint and an exit code a script can trust:
-//! 0 success, 1 failure, 2 bad usage, 3 `reel diff` found differences.
+//! 0 success, 1 failure, 2 bad usage, 3 `reel diff` found differences or `reel search` nothing.
 
 mod cli;
 mod cmd;
@@ -34,7 +34,7 @@ fn main() {
     process_settings();
     let result = run(&cli);
     if let Err(err) = result {
-        if err.downcast_ref::<hints::Differences>().is_some() {
+        if hints::is_status(&err) {
             std::process::exit(hints::exit_code(&err));
         }
         eprintln!("error: {}", hints::describe(&err));
@@ -74,6 +74,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Verb::Delete(cli::DeleteNoun::Sandbox(a))) => cmd::sandbox::delete(a),
         Some(Verb::Extract(cli::ExtractNoun::Checkpoint(a))) => cmd::extract::run(cli, a),
         Some(Verb::Diff(cli::DiffNoun::Checkpoint(a))) => cmd::diff::run(cli, a),
+        Some(Verb::Search(cli::SearchNoun::Checkpoint(a))) => cmd::search::run(cli, a),
     }
 }
 

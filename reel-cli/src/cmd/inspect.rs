@@ -62,6 +62,7 @@ fn any_view(a: &InspectCheckpoint) -> bool {
         || a.ns
         || a.timers
         || a.rootfs
+        || a.maps
         || a.all
 }
 
@@ -78,6 +79,42 @@ fn render(w: &mut dyn Write, a: &InspectCheckpoint, ins: &Inspection) -> std::io
         first = false;
         writeln!(w, "== {title}")
     };
+    if a.maps || all {
+        section(w, "memory maps")?;
+        let mut t = Table::new(vec![
+            "PID",
+            "START-END",
+            "PERMS",
+            "OFFSET",
+            "DUMPED",
+            "PAGES",
+            "PATH",
+        ]);
+        for m in &ins.maps {
+            t.row(vec![
+                m.pid.to_string(),
+                format!("{}-{}", m.start, m.end),
+                m.perms.clone(),
+                format!("{:08x}", m.offset),
+                m.pages_dumped.to_string(),
+                m.pages.to_string(),
+                m.path.clone(),
+            ]);
+        }
+        t.write(w)?;
+        let mem: Vec<_> = ins
+            .findings
+            .iter()
+            .filter(|f| f.address.is_some())
+            .collect();
+        if !mem.is_empty() {
+            writeln!(w)?;
+            writeln!(w, "findings:")?;
+            for f in mem {
+                writeln!(w, "  [{}] {}", f.kind, f.detail)?;
+            }
+        }
+    }
     if a.ps || all {
         section(w, "processes")?;
         ps_table(ins).write(w)?;

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod list;
 pub mod restore;
 pub mod sandbox;
+pub mod search;
 pub mod verify;
 pub mod version;
 pub mod workloads;

@@ -147,6 +147,12 @@ pub enum InspectError {
         /// The pid asked for.
         pid: u32,
     },
+    /// A search pattern or filter that cannot be used.
+    #[error("bad search pattern: {reason}")]
+    BadPattern {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl InspectError {

@@ -85,7 +85,10 @@ fn img(name: &str) -> String {
 }
 
 /// All the entries of image `name` as `M` (an empty list when the image is absent).
-fn entries<M: ImageMessage>(src: &CheckpointSource, name: &str) -> Result<Vec<M>, InspectError> {
+pub(super) fn entries<M: ImageMessage>(
+    src: &CheckpointSource,
+    name: &str,
+) -> Result<Vec<M>, InspectError> {
     let member = img(name);
     let Some(bytes) = src.read_optional(&member, MAX_IMAGE_BYTES)? else {
         return Ok(Vec::new());
@@ -94,7 +97,10 @@ fn entries<M: ImageMessage>(src: &CheckpointSource, name: &str) -> Result<Vec<M>
 }
 
 /// The first entry of image `name`, `None` when the image is absent.
-fn first<M: ImageMessage>(src: &CheckpointSource, name: &str) -> Result<Option<M>, InspectError> {
+pub(super) fn first<M: ImageMessage>(
+    src: &CheckpointSource,
+    name: &str,
+) -> Result<Option<M>, InspectError> {
     let member = img(name);
     let Some(bytes) = src.read_optional(&member, MAX_IMAGE_BYTES)? else {
         return Ok(None);
@@ -264,6 +270,9 @@ pub fn inspect(src: &CheckpointSource, opts: &InspectOptions) -> Result<Inspecti
         out.rootfs = rootfs(src, opts.rootfs_hashes)?;
     }
     findings(src, &tasks, &files, &deleted_ids, &mut out)?;
+    let (maps, memory_findings) = super::search::maps(src, opts.pid)?;
+    out.maps = maps;
+    out.findings.extend(memory_findings);
 
     if let Some(pid) = opts.pid {
         out.processes.retain(|p| p.pid == pid);
@@ -853,6 +862,7 @@ fn findings(
             .find(|c| base == **c || argv0 == **c || base.starts_with(&format!("{c}3")));
         if let Some(c) = hit {
             found.push(FindingRow {
+                address: None,
                 kind: "shell-or-downloader".into(),
                 pid: Some(p.pid),
                 what: p.comm.clone(),
@@ -868,6 +878,7 @@ fn findings(
     for f in &out.files {
         if f.deleted {
             found.push(FindingRow {
+                address: None,
                 kind: "deleted-file-open".into(),
                 pid: Some(f.pid),
                 what: f.path.clone(),
@@ -886,6 +897,7 @@ fn findings(
         }
         if f.kind == "memfd" {
             found.push(FindingRow {
+                address: None,
                 kind: "memfd-open".into(),
                 pid: Some(f.pid),
                 what: f.path.clone(),
@@ -927,6 +939,7 @@ fn findings(
                         .any(|r| r.orig_id == id && r.remap_type.unwrap_or(0) != 2);
             if remapped {
                 found.push(FindingRow {
+                    address: None,
                     kind: "deleted-executable-mapped".into(),
                     pid: Some(t.pst.pid),
                     what: reg.name.clone(),
@@ -950,6 +963,7 @@ fn findings(
             .any(|p| r.path == *p || r.path.starts_with(&format!("{p}/")));
         if sensitive && r.kind != "dir" {
             found.push(FindingRow {
+                address: None,
                 kind: "sensitive-path-changed".into(),
                 pid: None,
                 what: r.path.clone(),
@@ -958,6 +972,7 @@ fn findings(
         }
         if r.setuid && r.kind == "file" {
             found.push(FindingRow {
+                address: None,
                 kind: "setuid-file-changed".into(),
                 pid: None,
                 what: r.path.clone(),

@@ -15,6 +15,7 @@ mod load;
 pub mod model;
 pub mod names;
 pub mod pages;
+pub mod search;
 pub mod source;
 pub mod zstd_seek;
 
@@ -23,4 +24,5 @@ pub use error::InspectError;
 pub use load::{inspect, rootfs, InspectOptions, SENSITIVE_PATHS, SUSPICIOUS_COMMANDS};
 pub use model::Inspection;
 pub use pages::{args_env, ArgsEnv, PageIndex, PageRun, ProcessMemory};
+pub use search::{search, Hit, Pattern, PatternKind, RegionKind, SearchOptions, SearchResult};
 pub use source::{resolve, CheckpointSource, Layout, Member, SourceOptions, Verification};

@@ -316,14 +316,40 @@ pub struct RootfsRow {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FindingRow {
     /// shell-or-downloader, deleted-file-open, deleted-executable-mapped, memfd-open,
-    /// sensitive-path-changed, setuid-file-changed, listening-socket.
+    /// sensitive-path-changed, setuid-file-changed, listening-socket, writable-executable-memory,
+    /// anonymous-executable-memory, modified-code.
     pub kind: String,
     /// The process, when it is about one.
     pub pid: Option<u32>,
-    /// The object: a command name, a path.
+    /// The object: a command name, a path, an address range.
     pub what: String,
+    /// The address it is about (memory findings), `0x…`.
+    pub address: Option<String>,
     /// One line for people.
     pub detail: String,
+}
+
+/// A memory region (VMA) of a process, as `/proc/PID/maps` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MapRow {
+    /// The process.
+    pub pid: u32,
+    /// Start address, `0x…`.
+    pub start: String,
+    /// End address (exclusive), `0x…`.
+    pub end: String,
+    /// `rwxp`/`rwxs`.
+    pub perms: String,
+    /// File offset (file mappings).
+    pub offset: u64,
+    /// `[heap]`, `[stack]`, `[vdso]`, a file path, or empty (anonymous).
+    pub path: String,
+    /// heap, stack, thread-stack, vdso, vvar, vsyscall, file, anon.
+    pub kind: String,
+    /// Its size in pages.
+    pub pages: u64,
+    /// How many of its pages the checkpoint holds.
+    pub pages_dumped: u64,
 }
 
 /// Everything `reel inspect` found (see the module's documentation).
@@ -349,4 +375,6 @@ pub struct Inspection {
     pub rootfs: Vec<RootfsRow>,
     /// Findings.
     pub findings: Vec<FindingRow>,
+    /// Every process's memory regions.
+    pub maps: Vec<MapRow>,
 }

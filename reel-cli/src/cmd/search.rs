@@ -1,0 +1,170 @@
+//! `reel search checkpoint <ID|PATH> <PATTERN>`: one call to `reel_core::inspect::search`,
+//! rendered. Exits 3 when nothing is found (through [`crate::hints::NothingFound`]).
+
+use std::io::Write;
+
+use anyhow::Context;
+use reel_core::inspect::search::validate;
+use reel_core::inspect::{
+    self, CheckpointSource, Pattern, PatternKind, RegionKind, SearchOptions, SourceOptions,
+};
+
+use crate::cli::{Cli, Output, SearchCheckpoint};
+use crate::hints::{usage, NothingFound};
+use crate::output::{print_to, Table};
+
+fn parse_addr(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
+    u64::from_str_radix(h, 16).ok()
+}
+
+fn options(args: &SearchCheckpoint) -> anyhow::Result<(Pattern, SearchOptions)> {
+    let kind = if args.regex {
+        PatternKind::Regex
+    } else if args.hex {
+        PatternKind::Hex
+    } else if args.utf16 {
+        PatternKind::Utf16
+    } else {
+        PatternKind::Literal
+    };
+    let pattern = Pattern {
+        text: args.pattern.clone(),
+        kind,
+        ignore_case: args.ignore_case,
+    };
+    validate(&pattern).map_err(|e| usage(e.to_string()))?;
+    let mut regions = Vec::new();
+    for r in &args.region {
+        regions.push(
+            r.parse::<RegionKind>()
+                .map_err(|e| usage(format!("--region: {e}")))?,
+        );
+    }
+    if let Some(p) = &args.perms {
+        if p.is_empty() || p.len() > 4 || !p.chars().all(|c| "rwxps-".contains(c)) {
+            return Err(usage(format!(
+                "--perms {p:?}: write permissions as in /proc/PID/maps: `r-x` (exactly) or `wx` (at least)"
+            )));
+        }
+    }
+    let address = match &args.address {
+        None => None,
+        Some(a) => {
+            let range = a
+                .split_once('-')
+                .and_then(|(lo, hi)| Some((parse_addr(lo)?, parse_addr(hi)?)))
+                .filter(|(lo, hi)| lo < hi)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--address {a:?}: give a non-empty range 0xSTART-0xEND"
+                    ))
+                })?;
+            Some(range)
+        }
+    };
+    if args.context > inspect::search::MAX_CONTEXT {
+        return Err(usage(format!(
+            "--context {}: at most {}",
+            args.context,
+            inspect::search::MAX_CONTEXT
+        )));
+    }
+    Ok((
+        pattern,
+        SearchOptions {
+            pids: args.pid.clone(),
+            regions,
+            perms: args.perms.clone(),
+            address,
+            max_hits: args.max_hits,
+            count_only: args.count,
+            context: args.context,
+        },
+    ))
+}
+
+/// Context bytes as `hex  |printable|`.
+fn shown(hex_text: &str) -> String {
+    let bytes: Vec<u8> = (0..hex_text.len() / 2)
+        .filter_map(|i| hex_text.get(2 * i..2 * i + 2))
+        .filter_map(|p| u8::from_str_radix(p, 16).ok())
+        .collect();
+    let printable: String = bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    format!("{}  |{printable}|", hex_text)
+}
+
+pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
+    let (pattern, opts) = options(args)?;
+    let path = inspect::resolve(&args.checkpoint, &super::store_root(cli))?;
+    let src = CheckpointSource::open(
+        &path,
+        SourceOptions {
+            verify: !args.no_verify,
+        },
+    )
+    .with_context(|| format!("opening checkpoint {}", path.display()))?;
+    if src.manifest().is_none() {
+        eprintln!(
+            "WARNING: {} has no reel manifest: nothing in it can be verified",
+            path.display()
+        );
+    }
+    if args.no_verify {
+        eprintln!("WARNING: --no-verify: members are not checked against the manifest");
+    }
+    let res = inspect::search(&src, &pattern, &opts)
+        .with_context(|| format!("searching {}", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    print_to(&mut out, args.output, &res, |w| {
+        if args.count {
+            let mut t = Table::new(vec!["PID", "HITS"]);
+            for (pid, n) in &res.per_pid {
+                t.row(vec![pid.to_string(), n.to_string()]);
+            }
+            t.row(vec!["total".into(), res.count.to_string()]);
+            return t.write(w);
+        }
+        if res.hits.is_empty() {
+            return writeln!(w, "no hits");
+        }
+        let mut t = Table::new(vec![
+            "PID", "COMM", "ADDRESS", "REGION", "PERMS", "PATH", "OFFSET", "CONTEXT",
+        ]);
+        for h in &res.hits {
+            t.row(vec![
+                h.pid.to_string(),
+                h.comm.clone(),
+                h.address.clone(),
+                h.region.clone(),
+                h.perms.clone(),
+                if h.path.is_empty() {
+                    "-".into()
+                } else {
+                    h.path.clone()
+                },
+                format!("{:#x}", h.offset),
+                shown(&h.context_hex),
+            ]);
+        }
+        t.write(w)
+    })?;
+    if res.truncated && args.output == Output::Table {
+        writeln!(out, "(stopped at --max-hits {})", res.count)?;
+    }
+    out.flush()?;
+    if !res.found() {
+        return Err(anyhow::Error::new(NothingFound));
+    }
+    Ok(())
+}
