@@ -162,6 +162,13 @@ pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
     if res.truncated && args.output == Output::Table {
         writeln!(out, "(stopped at --max-hits {})", res.count)?;
     }
+    if res.unlisted > 0 && args.output == Output::Table {
+        writeln!(
+            out,
+            "({} hits, {} not listed: --count for counts per process, --max-hits N to list more)",
+            res.count, res.unlisted
+        )?;
+    }
     out.flush()?;
     if !res.found() {
         return Err(anyhow::Error::new(NothingFound));

@@ -29,6 +29,9 @@ pub const CHUNK: usize = 1 << 20;
 pub const REGEX_WINDOW: usize = 4096;
 /// The most context bytes shown on each side of a hit.
 pub const MAX_CONTEXT: usize = 4096;
+/// The most hits listed when no `max_hits` is given (counting goes on past it): memory stays
+/// bounded (a hit with the largest context holds ~16 KiB) however common the pattern.
+pub const DEFAULT_LISTED_HITS: u64 = 10_000;
 
 const VMA_AREA_STACK: u32 = 1 << 1;
 const VMA_AREA_VSYSCALL: u32 = 1 << 2;
@@ -165,6 +168,8 @@ pub struct SearchResult {
     pub bytes_scanned: u64,
     /// The search stopped at `max_hits`.
     pub truncated: bool,
+    /// Hits counted but not listed: past [`DEFAULT_LISTED_HITS`] without `max_hits`.
+    pub unlisted: u64,
     /// The hits (empty with `count_only`).
     pub hits: Vec<Hit>,
 }
@@ -444,7 +449,10 @@ impl Scan<'_> {
             }
             out.count += 1;
             *out.per_pid.entry(pid).or_default() += 1;
-            if !opts.count_only {
+            let listed = opts.max_hits.unwrap_or(DEFAULT_LISTED_HITS);
+            if !opts.count_only && out.hits.len() as u64 >= listed {
+                out.unlisted += 1;
+            } else if !opts.count_only {
                 let c = opts.context.min(MAX_CONTEXT);
                 let cs = s.saturating_sub(c);
                 let ce = (e + c).min(buf.len());
