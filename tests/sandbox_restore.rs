@@ -414,9 +414,12 @@ fn a_restored_sandbox_is_sealed_and_runs_on_from_the_checkpoint() {
             .arg(format!("--net=/proc/{root}/ns/net"))
             .args(["ss", "-ltn"]),
     );
+    let listening = String::from_utf8_lossy(&ss.stdout);
     assert!(
-        String::from_utf8_lossy(&ss.stdout).contains(&format!("{}:{PORT}", scene.net.pod_ip)),
-        "the restored server does not listen on the pod IP"
+        listening.contains(&format!("{}:{PORT}", scene.net.pod_ip)),
+        "the restored server does not listen on the pod IP; listeners: {listening}; \
+         the children of the sandbox's first process: {}",
+        fs::read_to_string(format!("/proc/{root}/task/{root}/children")).unwrap_or_default()
     );
 
     // It runs on from the checkpointed count, behind the original.

@@ -129,7 +129,9 @@ static int serve(int lfd)
 	for (;;) {
 		int c = accept(lfd, NULL, NULL);
 		if (c < 0) {
-			if (errno == EINTR)
+			/* As real servers do: a connection that went away before it was accepted
+			 * (ECONNABORTED, EPROTO; after a restore with tcp-close too) is no reason to stop. */
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EAGAIN)
 				continue;
 			perror("accept");
 			return 1;
