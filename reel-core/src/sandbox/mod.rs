@@ -52,6 +52,9 @@ pub use state::{NetworkMode, Phase, ProcRef, Record};
 
 use state::{read_json, write_json, Request, REQUEST_FILE, STATE_FILE};
 
+/// How old a sandbox claim with no readable request must be before it counts as abandoned.
+const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where sandboxes keep their state (root-only; a tmpfs on most hosts).
 pub const DEFAULT_STATE_ROOT: &str = "/run/reel/sandboxes";
 /// Where sandboxes keep their data (images copy, rootfs layers, volume copies).
@@ -461,7 +464,7 @@ impl Sandboxes {
     }
 
     /// Removes sandboxes that were being created when both their monitor and the reel that
-    /// asked died, and data directories no sandbox owns; returns their names.
+    /// asked died (or the reel died before it wrote its request), and data directories no sandbox owns; returns their names.
     pub fn reap_stale(&self) -> Vec<String> {
         let mut gone = Vec::new();
         if let Ok(rd) = fs::read_dir(&self.state_root) {
@@ -470,6 +473,17 @@ impl Sandboxes {
                     continue;
                 };
                 let Ok(rec) = self.record(&name) else {
+                    // A claim with nothing readable in it: the reel that made it died before
+                    // writing its request (the window is microseconds; the grace is ample).
+                    let abandoned = e
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .is_some_and(|t| t.elapsed().is_ok_and(|age| age > CLAIM_GRACE));
+                    if abandoned && fs::remove_dir_all(e.path()).is_ok() {
+                        tracing::info!(sandbox = %name, "removing a claim whose reel died before its request");
+                        gone.push(name);
+                    }
                     continue;
                 };
                 let stale = rec.phase == Phase::Creating
