@@ -37,15 +37,10 @@ use crate::inspect::pages::{PAGE_SIZE, PE_LAZY};
 use crate::inspect::{CheckpointSource, PageIndex, SourceOptions};
 
 use super::EvidenceError;
-
-/// CRIU's VMA status bits (criu/include/image.h).
-const VMA_AREA_VSYSCALL: u32 = 1 << 2;
-const VMA_FILE_PRIVATE: u32 = 1 << 6;
-const VMA_FILE_SHARED: u32 = 1 << 7;
-const VMA_ANON_SHARED: u32 = 1 << 8;
-const VMA_AREA_SYSVIPC: u32 = 1 << 10;
-const VMA_AREA_VVAR: u32 = 1 << 12;
-const VMA_AREA_MEMFD: u32 = 1 << 14;
+use crate::criu::image::vma::{
+    VMA_ANON_SHARED, VMA_AREA_MEMFD, VMA_AREA_SYSVIPC, VMA_AREA_VSYSCALL, VMA_AREA_VVAR,
+    VMA_FILE_PRIVATE, VMA_FILE_SHARED,
+};
 
 /// The largest small image read whole (core, mm, files).
 const MAX_IMAGE: u64 = 256 << 20;

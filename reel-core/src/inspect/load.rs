@@ -15,6 +15,7 @@ use super::{pages, InspectError};
 use crate::archive::{
     CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, ROOTFS_DIFF_TAR, SPEC_DUMP, STATS_DUMP,
 };
+use crate::criu::image::vma::{VMA_FILE_PRIVATE, VMA_FILE_SHARED};
 use crate::criu::image::{ImageMessage, ImageReader};
 
 /// The largest image (other than pages) inspect reads into memory.
@@ -76,8 +77,6 @@ pub const SENSITIVE_PATHS: &[&str] = &[
     "/boot",
 ];
 
-const VMA_FILE_PRIVATE: u32 = 1 << 6;
-const VMA_FILE_SHARED: u32 = 1 << 7;
 const PROT_EXEC: u32 = 4;
 
 fn img(name: &str) -> String {

@@ -22,6 +22,10 @@ use super::pages::{PageIndex, PAGE_SIZE};
 use super::source::CheckpointSource;
 use super::InspectError;
 use crate::archive::CHECKPOINT_DIR;
+use crate::criu::image::vma::{
+    VMA_ANON_SHARED, VMA_AREA_HEAP, VMA_AREA_STACK, VMA_AREA_VDSO, VMA_AREA_VSYSCALL,
+    VMA_AREA_VVAR, VMA_FILE_PRIVATE, VMA_FILE_SHARED,
+};
 
 /// The bytes scanned at a time.
 pub const CHUNK: usize = 1 << 20;
@@ -33,14 +37,6 @@ pub const MAX_CONTEXT: usize = 4096;
 /// bounded (a hit with the largest context holds ~16 KiB) however common the pattern.
 pub const DEFAULT_LISTED_HITS: u64 = 10_000;
 
-const VMA_AREA_STACK: u32 = 1 << 1;
-const VMA_AREA_VSYSCALL: u32 = 1 << 2;
-const VMA_AREA_VDSO: u32 = 1 << 3;
-const VMA_AREA_HEAP: u32 = 1 << 5;
-const VMA_FILE_PRIVATE: u32 = 1 << 6;
-const VMA_FILE_SHARED: u32 = 1 << 7;
-const VMA_ANON_SHARED: u32 = 1 << 8;
-const VMA_AREA_VVAR: u32 = 1 << 12;
 const MAP_SHARED: u32 = 1;
 
 /// How the pattern is given.

@@ -33,6 +33,7 @@
 
 mod kind;
 mod message;
+pub mod vma;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
