@@ -4,32 +4,15 @@
 use std::io::Write;
 
 use anyhow::Context;
-use reel_core::inspect::{self, CheckpointSource, DiffOptions, SourceOptions};
+use reel_core::inspect::{self, DiffOptions};
 
 use crate::cli::{Cli, DiffCheckpoint};
 use crate::hints::Differences;
 use crate::output::{print_to, Table};
 
 pub fn run(cli: &Cli, args: &DiffCheckpoint) -> anyhow::Result<()> {
-    let store = super::store_root(cli);
-    let open = |arg: &str| -> anyhow::Result<CheckpointSource> {
-        let path = inspect::resolve(arg, &store)?;
-        let src = CheckpointSource::open(
-            &path,
-            SourceOptions {
-                verify: !args.no_verify,
-            },
-        )
-        .with_context(|| format!("opening checkpoint {}", path.display()))?;
-        if src.manifest().is_none() {
-            eprintln!(
-                "WARNING: {} has no reel manifest: nothing in it can be verified",
-                path.display()
-            );
-        }
-        Ok(src)
-    };
-    let (a, b) = (open(&args.a)?, open(&args.b)?);
+    let a = super::open_checkpoint(cli, &args.a, args.no_verify)?;
+    let b = super::open_checkpoint(cli, &args.b, args.no_verify)?;
     let d = inspect::diff(&a, &b, &DiffOptions { pages: args.pages }).with_context(|| {
         format!(
             "comparing {} with {}",

@@ -4,26 +4,14 @@ use std::io::Write;
 
 use anyhow::Context;
 use reel_core::inspect::model::{Inspection, ProcessRow};
-use reel_core::inspect::{self, CheckpointSource, InspectOptions, SourceOptions};
+use reel_core::inspect::{self, InspectOptions};
 
 use crate::cli::{Cli, InspectCheckpoint};
 use crate::output::{print_to, Table};
 
 pub fn run(cli: &Cli, args: &InspectCheckpoint) -> anyhow::Result<()> {
-    let path = inspect::resolve(&args.checkpoint, &super::store_root(cli))?;
-    let src = CheckpointSource::open(
-        &path,
-        SourceOptions {
-            verify: !args.no_verify,
-        },
-    )
-    .with_context(|| format!("opening checkpoint {}", path.display()))?;
-    if src.manifest().is_none() {
-        eprintln!(
-            "WARNING: {} has no reel manifest (an archive from another tool?): nothing in it can be verified",
-            path.display()
-        );
-    }
+    let src = super::open_checkpoint(cli, &args.checkpoint, args.no_verify)?;
+    let path = src.path().to_path_buf();
     let opts = InspectOptions {
         memory: true,
         rootfs: true,

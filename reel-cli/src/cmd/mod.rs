@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use reel_core::criu::Criu;
+use reel_core::inspect::{resolve, CheckpointSource, SourceOptions};
 use reel_core::store::{Store, DEFAULT_ROOT};
 
 use crate::cli::{Cli, Namespaces};
@@ -37,6 +38,21 @@ pub fn selected_namespace(ns: &Namespaces) -> Option<String> {
 }
 
 /// The store's directory: `--root`, `$REEL_STORE`, else the default.
+/// Opens the checkpoint `arg` names (a store id or a path) to be read in place, members checked
+/// against the manifest unless `no_verify`; warns when there is no reel manifest at all.
+pub fn open_checkpoint(cli: &Cli, arg: &str, no_verify: bool) -> anyhow::Result<CheckpointSource> {
+    let path = resolve(arg, &store_root(cli))?;
+    let src = CheckpointSource::open(&path, SourceOptions { verify: !no_verify })
+        .with_context(|| format!("opening checkpoint {}", path.display()))?;
+    if src.manifest().is_none() {
+        eprintln!(
+            "WARNING: {} has no reel manifest (an archive from another tool?): nothing in it can be verified",
+            path.display()
+        );
+    }
+    Ok(src)
+}
+
 pub fn store_root(cli: &Cli) -> PathBuf {
     cli.root
         .clone()

@@ -5,9 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use reel_core::inspect::search::validate;
-use reel_core::inspect::{
-    self, CheckpointSource, Pattern, PatternKind, RegionKind, SearchOptions, SourceOptions,
-};
+use reel_core::inspect::{self, Pattern, PatternKind, RegionKind, SearchOptions};
 
 use crate::cli::{Cli, Output, SearchCheckpoint};
 use crate::hints::{usage, NothingFound};
@@ -106,25 +104,12 @@ fn shown(hex_text: &str) -> String {
 
 pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
     let (pattern, opts) = options(args)?;
-    let path = inspect::resolve(&args.checkpoint, &super::store_root(cli))?;
-    let src = CheckpointSource::open(
-        &path,
-        SourceOptions {
-            verify: !args.no_verify,
-        },
-    )
-    .with_context(|| format!("opening checkpoint {}", path.display()))?;
-    if src.manifest().is_none() {
-        eprintln!(
-            "WARNING: {} has no reel manifest: nothing in it can be verified",
-            path.display()
-        );
-    }
+    let src = super::open_checkpoint(cli, &args.checkpoint, args.no_verify)?;
     if args.no_verify {
         eprintln!("WARNING: --no-verify: members are not checked against the manifest");
     }
     let res = inspect::search(&src, &pattern, &opts)
-        .with_context(|| format!("searching {}", path.display()))?;
+        .with_context(|| format!("searching {}", src.path().display()))?;
     let mut out = std::io::stdout().lock();
     print_to(&mut out, args.output, &res, |w| {
         if args.count {
