@@ -350,15 +350,7 @@ fn memfd(
         path: to.to_owned(),
         source,
     };
-    let file = DurableFile::create(to).map_err(|e| match e {
-        crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
-        other => io_err("creating", io::Error::other(other.to_string())),
-    })?;
-    let mut out = Out {
-        file,
-        hasher: Sha256::new(),
-        written: 0,
-    };
+    let mut out = Out::create(to)?;
     let mut zero_filled = 0u64;
     // Runs are sorted by offset in the memfd; what no run covers was never written: zeros.
     for run in index.runs() {
@@ -422,6 +414,23 @@ struct Out {
 }
 
 impl Out {
+    /// A new file at `to`, never replacing one (mode 0600, renamed into place on commit).
+    fn create(to: &Path) -> Result<Out, EvidenceError> {
+        let file = DurableFile::create(to).map_err(|e| match e {
+            crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
+            other => EvidenceError::Io {
+                action: "creating",
+                path: to.to_owned(),
+                source: io::Error::other(other.to_string()),
+            },
+        })?;
+        Ok(Out {
+            file,
+            hasher: Sha256::new(),
+            written: 0,
+        })
+    }
+
     fn put(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
         self.hasher.update(data);
@@ -505,15 +514,7 @@ fn write_ghost(
         )));
     }
     let chunks = head.chunks();
-    let file = DurableFile::create(to).map_err(|e| match e {
-        crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
-        other => io_err("creating", io::Error::other(other.to_string())),
-    })?;
-    let mut out = Out {
-        file,
-        hasher: Sha256::new(),
-        written: 0,
-    };
+    let mut out = Out::create(to)?;
     let mut zero_filled = 0u64;
     // Drop removes the temp file on every error below.
     if !chunks {
