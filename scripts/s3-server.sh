@@ -123,6 +123,17 @@ iam.put_user_policy(UserName="reel", PolicyName="s3", PolicyDocument=json.dumps(
 key = iam.create_access_key(UserName="reel")["AccessKey"]
 s3 = boto3.client("s3", **anon)
 s3.create_bucket(Bucket="reel-test")
+# Temporary credentials with a session token, as STS, SSO, ECS, EKS and IMDS hand them out: a
+# role allowed s3:*, assumed once (the credential sources' tests hand these out).
+iam.create_role(RoleName="reel-role", AssumeRolePolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
+iam.put_role_policy(RoleName="reel-role", PolicyName="s3", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+arn = iam.get_role(RoleName="reel-role")["Role"]["Arn"]
+temp = boto3.client("sts", **anon).assume_role(
+    RoleArn=arn, RoleSessionName="reel-tests", DurationSeconds=43200)["Credentials"]
 # From now on, every request must be signed with a known key.
 urllib.request.urlopen(urllib.request.Request(
     url + "/moto-api/reset-auth", data=b"0", method="POST",
@@ -136,6 +147,10 @@ with open(env_path + ".tmp", "w") as f:
     f.write("export REEL_S3_ENDPOINT=%s\n" % url)
     f.write("export REEL_S3_BUCKET=reel-test\n")
     f.write("export REEL_S3_PYTHON=%s\n" % sys.executable)
+    f.write("export REEL_S3_TEMP_ACCESS_KEY_ID=%s\n" % temp["AccessKeyId"])
+    f.write("export REEL_S3_TEMP_SECRET_ACCESS_KEY=%s\n" % temp["SecretAccessKey"])
+    f.write("export REEL_S3_TEMP_SESSION_TOKEN=%s\n" % temp["SessionToken"])
+    f.write("export REEL_S3_ROLE_ARN=%s\n" % arn)
     if tls:
         f.write("export REEL_S3_CA=%s\n" % ca)
 os.chmod(env_path + ".tmp", 0o600)

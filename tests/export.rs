@@ -726,3 +726,300 @@ fn exporting_a_1gib_container_keeps_reel_under_64mib() {
     assert!(store.leftovers().is_empty(), "{:?}", store.leftovers());
     assert_running(&c);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Credential sources
+// ---------------------------------------------------------------------------------------------
+
+/// The STAND-IN credential services (`tests/standins/aws-creds.py`: STS web identity, the
+/// ECS/EKS container endpoint, IMDSv2, the SSO portal, answering as AWS documents them), handing
+/// out the real S3 server's temporary credentials of an assumed role (with a session token).
+struct CredsStandIn {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    url: String,
+}
+
+impl CredsStandIn {
+    fn start(s3: &S3Server) -> CredsStandIn {
+        let dir = tempfile::Builder::new()
+            .prefix("reel-aws-creds.")
+            .tempdir_in(kit::test_dir())
+            .unwrap();
+        let temp = |k: &str| {
+            s3.env.get(k).cloned().unwrap_or_else(|| {
+                panic!("the S3 server's env file has no {k}: restart it (scripts/s3-server.sh stop; start)")
+            })
+        };
+        let cfg = serde_json::json!({
+            "access_key_id": temp("REEL_S3_TEMP_ACCESS_KEY_ID"),
+            "secret_access_key": temp("REEL_S3_TEMP_SECRET_ACCESS_KEY"),
+            "session_token": temp("REEL_S3_TEMP_SESSION_TOKEN"),
+            "web_identity_token": "web-identity-jwt",
+            "container_token": "eks-pod-identity-token",
+            "sso_token": "sso-access-token",
+            "role": "reel-role",
+        });
+        let d = dir.path();
+        fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+        let child = Command::new("python3")
+            .arg(kit::repo_root().join("tests/standins/aws-creds.py"))
+            .arg(d.join("config.json"))
+            .arg(d.join("requests.log"))
+            .arg(d.join("port"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(d.join("server.log")).unwrap())
+            .spawn()
+            .expect("python3");
+        let port: u16 = kit::wait_for(Duration::from_secs(20), "the stand-in's port", || {
+            fs::read_to_string(d.join("port")).ok()?.trim().parse().ok()
+        });
+        CredsStandIn {
+            dir,
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The requests it received (method, path, headers, body), oldest first.
+    fn requests(&self) -> Vec<Value> {
+        fs::read_to_string(self.dir.path().join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for CredsStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn s3_credentials_come_from_every_source_a_node_has() {
+    let s3 = S3Server::start();
+    let standin = CredsStandIn::start(&s3);
+    let c = counter();
+    let store = TestStore::new();
+    let id = stored_checkpoint(&store, &c);
+    let home = tempfile::tempdir_in(kit::test_dir()).unwrap();
+    let h = home.path();
+    fs::create_dir_all(h.join(".aws/sso/cache")).unwrap();
+    let (key, secret) = (
+        &s3.env["AWS_ACCESS_KEY_ID"],
+        &s3.env["AWS_SECRET_ACCESS_KEY"],
+    );
+    // Every source is tried alone: no key in the environment, a HOME of the test's own.
+    let run = |name: &str, vars: &[(&str, String)]| -> Out {
+        let dest = format!("s3://{}/creds/{name}/", s3.bucket());
+        let mut cmd = store.cmd(&[
+            "export",
+            "checkpoint",
+            "--id",
+            &id,
+            "--dest",
+            &dest,
+            "--s3-endpoint",
+            &s3.endpoint(),
+            "-o",
+            "json",
+        ]);
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ROLE_ARN",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.env("HOME", h)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        run_bounded(&mut cmd, REEL_TIMEOUT)
+    };
+    let landed = |out: &Out, name: &str| {
+        out.ok();
+        let dest = out.json()["destination"].as_str().unwrap().to_string();
+        assert!(dest.contains(&format!("/creds/{name}/")), "{dest}");
+        let key = dest
+            .strip_prefix(&format!("s3://{}/", s3.bucket()))
+            .unwrap();
+        assert!(s3.get(key).is_some(), "{name}: no object {key}");
+    };
+
+    // Nothing configured: a clear error naming the sources, before anything is written.
+    run("none", &[])
+        .code_is(1)
+        .stderr_has(&["no AWS credentials found", "AWS_PROFILE"]);
+    // A profile that is named but does not exist.
+    run("missing", &[("AWS_PROFILE", "nosuch".into())])
+        .code_is(1)
+        .stderr_has(&["nosuch", "not found"]);
+
+    // The shared credentials file, profile from AWS_PROFILE.
+    let creds_file = h.join("credentials");
+    fs::write(
+        &creds_file,
+        format!("[default]\naws_access_key_id = AKIAWRONG\naws_secret_access_key = wrong\n\n[evidence]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let out = run(
+        "profile",
+        &[
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                creds_file.display().to_string(),
+            ),
+            ("AWS_PROFILE", "evidence".into()),
+        ],
+    );
+    landed(&out, "profile");
+
+    // ~/.aws/config: credential_process in the default profile (temporary credentials with a
+    // session token, as the process protocol gives them).
+    let t = |k: &str| s3.env[k].clone();
+    fs::write(
+        h.join(".aws/config"),
+        format!(
+            "[default]\nregion = us-east-1\ncredential_process = printf '{{\"Version\":1,\"AccessKeyId\":\"{}\",\"SecretAccessKey\":\"{}\",\"SessionToken\":\"{}\"}}'\n\n[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Responder\n\n[sso-session corp]\nsso_region = us-east-1\nsso_start_url = https://corp.awsapps.com/start\n",
+            t("REEL_S3_TEMP_ACCESS_KEY_ID"),
+            t("REEL_S3_TEMP_SECRET_ACCESS_KEY"),
+            t("REEL_S3_TEMP_SESSION_TOKEN")
+        ),
+    )
+    .unwrap();
+    landed(&run("process", &[]), "process");
+
+    // SSO: the token `aws sso login` cached (named by the SHA-1 of the session name).
+    let sha1 = Command::new("sh")
+        .arg("-c")
+        .arg("printf corp | sha1sum | cut -d' ' -f1")
+        .output()
+        .unwrap();
+    let name = String::from_utf8(sha1.stdout).unwrap().trim().to_string();
+    fs::write(
+        h.join(format!(".aws/sso/cache/{name}.json")),
+        r#"{"accessToken":"sso-access-token","expiresAt":"2099-01-01T00:00:00Z","region":"us-east-1","startUrl":"https://corp.awsapps.com/start"}"#,
+    )
+    .unwrap();
+    let out = run(
+        "sso",
+        &[
+            ("AWS_PROFILE", "sso".into()),
+            ("AWS_ENDPOINT_URL_SSO", standin.url.clone()),
+        ],
+    );
+    landed(&out, "sso");
+    fs::remove_file(h.join(".aws/config")).unwrap();
+
+    // Web identity (IRSA): the projected token exchanged at STS.
+    let token = h.join("token");
+    fs::write(&token, "web-identity-jwt\n").unwrap();
+    let out = run(
+        "irsa",
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+            ("AWS_ROLE_ARN", t("REEL_S3_ROLE_ARN")),
+            ("AWS_ENDPOINT_URL_STS", standin.url.clone()),
+        ],
+    );
+    landed(&out, "irsa");
+    // A token STS refuses: its answer, not a guess.
+    fs::write(&token, "stolen").unwrap();
+    run(
+        "irsa-bad",
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+            ("AWS_ROLE_ARN", t("REEL_S3_ROLE_ARN")),
+            ("AWS_ENDPOINT_URL_STS", standin.url.clone()),
+        ],
+    )
+    .code_is(1)
+    .stderr_has(&["InvalidIdentityToken"]);
+
+    // EKS Pod Identity: the full URI and the token file.
+    let pod_token = h.join("eks-token");
+    fs::write(&pod_token, "eks-pod-identity-token").unwrap();
+    let out = run(
+        "eks",
+        &[
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("{}/container-credentials", standin.url),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                pod_token.display().to_string(),
+            ),
+        ],
+    );
+    landed(&out, "eks");
+
+    // IMDSv2: session token first, then the role's credentials.
+    let out = run(
+        "imds",
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "false".into()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", standin.url.clone()),
+        ],
+    );
+    landed(&out, "imds");
+    // No secret reaches reel's output, even with debug logging.
+    let out = run(
+        "imds-log",
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "false".into()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", standin.url.clone()),
+            ("RUST_LOG", "debug".into()),
+        ],
+    );
+    landed(&out, "imds-log");
+    let secret_temp = t("REEL_S3_TEMP_SECRET_ACCESS_KEY");
+    let token_temp = t("REEL_S3_TEMP_SESSION_TOKEN");
+    assert!(
+        !out.stderr.contains(&secret_temp) && !out.stderr.contains(&token_temp),
+        "a secret in reel's log"
+    );
+
+    // What the services saw: each asked as AWS expects.
+    let reqs = standin.requests();
+    let sts: Vec<&Value> = reqs.iter().filter(|r| r["method"] == "POST").collect();
+    assert!(
+        sts[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Action=AssumeRoleWithWebIdentity"),
+        "{sts:?}"
+    );
+    assert!(reqs.iter().any(|r| r["path"] == "/container-credentials"
+        && r["headers"]["authorization"] == "eks-pod-identity-token"));
+    assert!(reqs.iter().any(|r| r["method"] == "PUT"
+        && r["path"] == "/latest/api/token"
+        && r["headers"]["x-aws-ec2-metadata-token-ttl-seconds"].is_string()));
+    assert!(reqs
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["path"].as_str().unwrap().starts_with("/latest/"))
+        .all(|r| r["headers"]["x-aws-ec2-metadata-token"].is_string()));
+    assert!(reqs.iter().any(|r| r["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("/federation/credentials?")
+        && r["headers"]["x-amz-sso_bearer_token"] == "sso-access-token"));
+    assert!(s3.uploads().is_empty(), "{:?}", s3.uploads());
+}
