@@ -119,8 +119,14 @@ iam = boto3.client("iam", **anon)
 iam.create_user(UserName="reel")
 iam.put_user_policy(UserName="reel", PolicyName="s3", PolicyDocument=json.dumps({
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}]}))
 key = iam.create_access_key(UserName="reel")["AccessKey"]
+# A user that may only assume roles (no S3): a source_profile whose own keys cannot upload.
+iam.create_user(UserName="reel-assumer")
+iam.put_user_policy(UserName="reel-assumer", PolicyName="sts", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+assumer = iam.create_access_key(UserName="reel-assumer")["AccessKey"]
 s3 = boto3.client("s3", **anon)
 s3.create_bucket(Bucket="reel-test")
 # Temporary credentials with a session token, as STS, SSO, ECS, EKS and IMDS hand them out: a
@@ -151,6 +157,8 @@ with open(env_path + ".tmp", "w") as f:
     f.write("export REEL_S3_TEMP_SECRET_ACCESS_KEY=%s\n" % temp["SecretAccessKey"])
     f.write("export REEL_S3_TEMP_SESSION_TOKEN=%s\n" % temp["SessionToken"])
     f.write("export REEL_S3_ROLE_ARN=%s\n" % arn)
+    f.write("export REEL_S3_ASSUMER_ACCESS_KEY_ID=%s\n" % assumer["AccessKeyId"])
+    f.write("export REEL_S3_ASSUMER_SECRET_ACCESS_KEY=%s\n" % assumer["SecretAccessKey"])
     if tls:
         f.write("export REEL_S3_CA=%s\n" % ca)
 os.chmod(env_path + ".tmp", 0o600)

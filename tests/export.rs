@@ -891,6 +891,34 @@ fn s3_credentials_come_from_every_source_a_node_has() {
     );
     landed(&out, "profile");
 
+    // A role assumed at (the real server's) STS with the keys of its source_profile, a user
+    // that may not use S3 itself: the upload works only with the role's credentials.
+    fs::write(
+        h.join(".aws/config"),
+        format!(
+            "[profile responder]\nrole_arn = {}\nsource_profile = assumer\nrole_session_name = ir-42\n\n[profile assumer]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            s3.env["REEL_S3_ROLE_ARN"],
+            s3.env["REEL_S3_ASSUMER_ACCESS_KEY_ID"],
+            s3.env["REEL_S3_ASSUMER_SECRET_ACCESS_KEY"],
+        ),
+    )
+    .unwrap();
+    run("assumer", &[("AWS_PROFILE", "assumer".into())])
+        .code_is(1)
+        .stderr_has(&["access denied"]);
+    let out = run(
+        "role",
+        &[
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                creds_file.display().to_string(),
+            ),
+            ("AWS_PROFILE", "responder".into()),
+            ("AWS_ENDPOINT_URL_STS", s3.endpoint()),
+        ],
+    );
+    landed(&out, "role");
+
     // ~/.aws/config: credential_process in the default profile (temporary credentials with a
     // session token, as the process protocol gives them).
     let t = |k: &str| s3.env[k].clone();

@@ -4,11 +4,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
-};
-use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
@@ -16,6 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::credentials::{CredentialCache, CredentialError};
 use super::http::{HttpClient, HttpError, Reply};
+use super::sign::{sign_request, Payload};
 use super::xml;
 
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded (SigV4's rule).
@@ -246,50 +242,13 @@ impl S3Api {
         let mut req = req
             .body(Full::new(body.clone()))
             .map_err(|e| S3Failure::Signing(e.to_string()))?;
-        let identity = aws_smithy_runtime_api::client::identity::Identity::from(
-            aws_credential_types::Credentials::new(
-                creds.access_key_id,
-                creds.secret_access_key,
-                creds.session_token,
-                creds.expires,
-                "reel",
-            ),
-        );
-        let mut settings = SigningSettings::default();
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let region = self.region();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| S3Failure::Signing(e.to_string()))?
-            .into();
-        let signable_headers: Vec<(&str, &str)> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-            .collect();
         let payload = if unsigned_payload {
-            SignableBody::UnsignedPayload
+            Payload::Unsigned
         } else {
-            SignableBody::Bytes(body)
+            Payload::Signed(body)
         };
-        let signable = SignableRequest::new(
-            method.as_str(),
-            url.as_str(),
-            signable_headers.into_iter(),
-            payload,
-        )
-        .map_err(|e| S3Failure::Signing(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| S3Failure::Signing(e.to_string()))?
-            .into_parts();
-        instructions.apply_to_request_http1x(&mut req);
+        sign_request(&mut req, &creds, &self.region(), "s3", payload)
+            .map_err(S3Failure::Signing)?;
         self.http
             .send(req, deadline)
             .await

@@ -4,8 +4,9 @@
 //! 1. the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`;
 //! 2. the shared config and credentials files (`AWS_CONFIG_FILE`, `~/.aws/config`,
 //!    `AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`), profile `AWS_PROFILE` or `default`:
-//!    static keys, `credential_process`, `role_arn` with `web_identity_token_file`, and IAM
-//!    Identity Center (SSO) through the token `aws sso login` cached;
+//!    static keys, `credential_process`, roles (`role_arn` with `source_profile`,
+//!    `credential_source` or `web_identity_token_file`, assumed at STS), and IAM Identity Center
+//!    (SSO) through the token `aws sso login` cached;
 //! 3. web identity (IRSA): `AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`, exchanged at STS
 //!    (`AssumeRoleWithWebIdentity`);
 //! 4. the container credentials endpoint: ECS (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`) and EKS
@@ -20,7 +21,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -138,61 +141,125 @@ impl Chain {
         let explicit = env("AWS_PROFILE");
         let name = explicit.clone().unwrap_or_else(|| "default".into());
         let files = ProfileFiles::load()?;
-        let Some(p) = files.profile(&name) else {
-            if explicit.is_some() {
-                return Err(CredentialError::Profile {
-                    profile: name,
-                    reason: format!(
-                        "not found in {} or {}",
-                        files.config_path.display(),
-                        files.credentials_path.display()
-                    ),
-                });
-            }
+        if files.profile(&name).is_none() && explicit.is_none() {
             return Ok(None);
-        };
-        let perr = |reason: String| CredentialError::Profile {
-            profile: name.clone(),
-            reason,
-        };
-        if let (Some(id), Some(secret)) =
-            (p.get("aws_access_key_id"), p.get("aws_secret_access_key"))
-        {
-            return Ok(Some(Credentials {
-                access_key_id: id.clone(),
-                secret_access_key: secret.clone(),
-                session_token: p.get("aws_session_token").cloned(),
-                expires: None,
-                source: format!("profile {name}"),
-            }));
         }
-        if let Some(cmd) = p.get("credential_process") {
-            return credential_process(cmd).map(Some).map_err(perr);
-        }
-        if let (Some(role), Some(token_file)) =
-            (p.get("role_arn"), p.get("web_identity_token_file"))
-        {
-            return self
-                .web_identity(
-                    Path::new(token_file),
-                    role,
-                    p.get("role_session_name").cloned(),
-                )
+        self.named_profile(&files, &name, explicit.is_some(), 0)
+            .await
+    }
+
+    /// The credentials of profile `name`; `required`: a profile without any is an error
+    /// (the one `AWS_PROFILE` names, and every `source_profile`). `depth` bounds role chains.
+    fn named_profile<'a>(
+        &'a self,
+        files: &'a ProfileFiles,
+        name: &'a str,
+        required: bool,
+        depth: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Credentials>, CredentialError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let perr = |reason: String| CredentialError::Profile {
+                profile: name.to_owned(),
+                reason,
+            };
+            let Some(p) = files.profile(name) else {
+                return Err(perr(format!(
+                    "not found in {} or {}",
+                    files.config_path.display(),
+                    files.credentials_path.display()
+                )));
+            };
+            let keys = match (p.get("aws_access_key_id"), p.get("aws_secret_access_key")) {
+                (Some(id), Some(secret)) => Some(Credentials {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                    session_token: p.get("aws_session_token").cloned(),
+                    expires: None,
+                    source: format!("profile {name}"),
+                }),
+                _ => None,
+            };
+            if let Some(role) = p.get("role_arn") {
+                if let Some(token_file) = p.get("web_identity_token_file") {
+                    return self
+                        .web_identity(
+                            Path::new(token_file),
+                            role,
+                            p.get("role_session_name").cloned(),
+                        )
+                        .await
+                        .map(Some);
+                }
+                if p.contains_key("mfa_serial") {
+                    return Err(perr("roles that need an MFA code are not supported: give the role's credentials another way (credential_process, environment)".into()));
+                }
+                let source = match (p.get("source_profile"), p.get("credential_source")) {
+                    // A profile that is its own source uses its keys.
+                    (Some(src), _) if src == name => keys.clone().ok_or_else(|| {
+                        perr("source_profile is itself but it has no keys".into())
+                    })?,
+                    (Some(src), _) => {
+                        if depth >= 5 {
+                            return Err(perr("more than 5 roles chained by source_profile".into()));
+                        }
+                        self.named_profile(files, src, true, depth + 1)
+                            .await?
+                            .ok_or_else(|| perr(format!("source_profile {src} has no credentials")))?
+                    }
+                    (None, Some(cs)) => self.credential_source(cs).await.map_err(perr)?,
+                    (None, None) => {
+                        return Err(perr(
+                            "role_arn needs source_profile, credential_source or web_identity_token_file".into(),
+                        ))
+                    }
+                };
+                let mut form = vec![
+                    ("Action", "AssumeRole".to_owned()),
+                    ("RoleArn", role.clone()),
+                    ("RoleSessionName", session_name(p.get("role_session_name"))),
+                ];
+                if let Some(x) = p.get("external_id") {
+                    form.push(("ExternalId", x.clone()));
+                }
+                if let Some(d) = p.get("duration_seconds") {
+                    form.push(("DurationSeconds", d.clone()));
+                }
+                return self
+                    .sts(&form, Some(&source), role, "profile role (source_profile)")
+                    .await
+                    .map(Some);
+            }
+            if keys.is_some() {
+                return Ok(keys);
+            }
+            if let Some(cmd) = p.get("credential_process") {
+                return credential_process(cmd).map(Some).map_err(perr);
+            }
+            if p.contains_key("sso_account_id") || p.contains_key("sso_session") {
+                return self.sso(name, &p, files).await.map(Some).map_err(perr);
+            }
+            if required {
+                return Err(perr("it holds no credentials (no aws_access_key_id, credential_process, role_arn or sso_* settings)".into()));
+            }
+            Ok(None)
+        })
+    }
+
+    /// A profile's `credential_source`: where the credentials that assume its role are.
+    async fn credential_source(&self, cs: &str) -> Result<Credentials, String> {
+        let found = match cs {
+            "Environment" => from_environment().map_err(|e| e.to_string())?,
+            "Ec2InstanceMetadata" => self.imds_credentials().await.map_err(|e| e.to_string())?,
+            "EcsContainer" => self
+                .container_credentials()
                 .await
-                .map(Some);
-        }
-        if p.contains_key("role_arn") {
-            return Err(perr(
-                "assuming a role from source_profile or credential_source is not supported: give the role's credentials another way (credential_process, environment)".into(),
-            ));
-        }
-        if p.contains_key("sso_account_id") || p.contains_key("sso_session") {
-            return self.sso(&name, &p, &files).await.map(Some).map_err(perr);
-        }
-        if explicit.is_some() {
-            return Err(perr("it holds no credentials (no aws_access_key_id, credential_process, role_arn or sso_* settings)".into()));
-        }
-        Ok(None)
+                .map_err(|e| e.to_string())?,
+            other => return Err(format!(
+                "credential_source {other:?}: use Environment, Ec2InstanceMetadata or EcsContainer"
+            )),
+        };
+        found.ok_or_else(|| format!("credential_source {cs} has no credentials"))
     }
 
     /// STS `AssumeRoleWithWebIdentity` (unsigned: the token is the proof).
@@ -205,38 +272,60 @@ impl Chain {
         const WHAT: &str = "web identity (AWS_WEB_IDENTITY_TOKEN_FILE)";
         let token = std::fs::read_to_string(token_file)
             .map_err(|e| source_err(WHAT, format!("{}: {e}", token_file.display())))?;
-        let session = session.unwrap_or_else(|| {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
-            format!("reel-{}", now.as_secs())
-        });
-        let endpoint = env("AWS_ENDPOINT_URL_STS").unwrap_or_else(|| match &self.region {
-            Some(r) => format!("https://sts.{r}.amazonaws.com"),
-            None => "https://sts.amazonaws.com".into(),
-        });
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("Action", "AssumeRoleWithWebIdentity")
-            .append_pair("Version", "2011-06-15")
-            .append_pair("RoleArn", role)
-            .append_pair("RoleSessionName", &session)
-            .append_pair("WebIdentityToken", token.trim())
-            .finish();
-        let req = Request::builder()
+        let form = [
+            ("Action", "AssumeRoleWithWebIdentity".to_owned()),
+            ("RoleArn", role.to_owned()),
+            ("RoleSessionName", session_name(session.as_ref())),
+            ("WebIdentityToken", token.trim().to_owned()),
+        ];
+        self.sts(&form, None, role, WHAT).await
+    }
+
+    /// One STS call (`form` plus the API version), signed with `signer` when given; its
+    /// `Credentials`.
+    async fn sts(
+        &self,
+        form: &[(&str, String)],
+        signer: Option<&Credentials>,
+        role: &str,
+        what: &'static str,
+    ) -> Result<Credentials, CredentialError> {
+        let region = self.region.clone().unwrap_or_else(|| "us-east-1".into());
+        let endpoint = env("AWS_ENDPOINT_URL_STS")
+            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
+        let body = {
+            let mut ser = form_urlencoded::Serializer::new(String::new());
+            ser.append_pair("Version", "2011-06-15");
+            for (k, v) in form {
+                ser.append_pair(k, v);
+            }
+            ser.finish()
+        };
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/", endpoint.trim_end_matches('/')))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| source_err(WHAT, e))?;
+            .body(Full::new(Bytes::from(body.clone())))
+            .map_err(|e| source_err(what, e))?;
+        if let Some(c) = signer {
+            super::sign::sign_request(
+                &mut req,
+                c,
+                &region,
+                "sts",
+                super::sign::Payload::Signed(body.as_bytes()),
+            )
+            .map_err(|e| source_err(what, format!("signing for STS: {e}")))?;
+        }
         let reply = self
             .http
             .send(req, SERVICE_DEADLINE)
             .await
-            .map_err(|e| source_err(WHAT, format!("STS at {endpoint}: {e}")))?;
+            .map_err(|e| source_err(what, format!("STS at {endpoint}: {e}")))?;
         let text = reply.text();
         if !reply.status.is_success() {
             let why = super::xml::error_text(&text).unwrap_or_else(|| reply.status.to_string());
-            return Err(source_err(WHAT, format!("STS refused role {role}: {why}")));
+            return Err(source_err(what, format!("STS refused role {role}: {why}")));
         }
         let field = |tag: &str| super::xml::first_text(&text, tag);
         match (field("AccessKeyId"), field("SecretAccessKey")) {
@@ -245,9 +334,9 @@ impl Chain {
                 secret_access_key: secret,
                 session_token: field("SessionToken"),
                 expires: field("Expiration").and_then(|t| parse_time(&t)),
-                source: format!("web identity ({role})"),
+                source: format!("role {role}"),
             }),
-            _ => Err(source_err(WHAT, "STS answered without credentials")),
+            _ => Err(source_err(what, "STS answered without credentials")),
         }
     }
 
@@ -451,6 +540,16 @@ impl Chain {
     }
 }
 
+/// `role_session_name`, else `reel-<unix time>`.
+fn session_name(given: Option<&String>) -> String {
+    given.cloned().unwrap_or_else(|| {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("reel-{}", now.as_secs())
+    })
+}
+
 fn from_environment() -> Result<Option<Credentials>, CredentialError> {
     match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         (Some(id), Some(secret)) => Ok(Some(Credentials {
@@ -521,12 +620,15 @@ fn credential_process(cmd: &str) -> Result<Credentials, String> {
         .map_err(|e| format!("credential_process: {e}"))
 }
 
-/// The shared config and credentials files.
+/// Sections of an INI file: name → key → value.
+type Sections = HashMap<String, HashMap<String, String>>;
+
+/// The shared config and credentials files, read once.
 struct ProfileFiles {
     config_path: PathBuf,
     credentials_path: PathBuf,
-    config: Option<ini::Ini>,
-    credentials: Option<ini::Ini>,
+    config: Sections,
+    credentials: Sections,
 }
 
 impl ProfileFiles {
@@ -535,16 +637,22 @@ impl ProfileFiles {
             env("AWS_CONFIG_FILE").map_or_else(|| home().join(".aws/config"), PathBuf::from);
         let credentials_path = env("AWS_SHARED_CREDENTIALS_FILE")
             .map_or_else(|| home().join(".aws/credentials"), PathBuf::from);
-        let read = |p: &Path| -> Result<Option<ini::Ini>, CredentialError> {
+        let read = |p: &Path| -> Result<Sections, CredentialError> {
             if !p.is_file() {
-                return Ok(None);
+                return Ok(Sections::new());
             }
-            ini::Ini::load_from_file_noescape(p)
-                .map(Some)
-                .map_err(|e| CredentialError::Profile {
+            let ini =
+                ini::Ini::load_from_file_noescape(p).map_err(|e| CredentialError::Profile {
                     profile: env("AWS_PROFILE").unwrap_or_else(|| "default".into()),
                     reason: format!("{}: {e}", p.display()),
+                })?;
+            Ok(ini
+                .iter()
+                .filter_map(|(name, props)| {
+                    let kv = props.iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
+                    Some((name?.trim().to_owned(), kv.collect()))
                 })
+                .collect())
         };
         Ok(ProfileFiles {
             config: read(&config_path)?,
@@ -556,12 +664,7 @@ impl ProfileFiles {
 
     /// A section of the config file by its full name.
     fn section(&self, name: &str) -> Option<HashMap<String, String>> {
-        let s = self.config.as_ref()?.section(Some(name))?;
-        Some(
-            s.iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
+        self.config.get(name).cloned()
     }
 
     /// Profile `name`: the config file's `[profile name]` (`[default]` for the default one),
@@ -569,17 +672,17 @@ impl ProfileFiles {
     fn profile(&self, name: &str) -> Option<HashMap<String, String>> {
         let mut found = false;
         let mut p = HashMap::new();
-        let mut add = |ini: Option<&ini::Ini>, section: &str| {
-            if let Some(s) = ini.and_then(|i| i.section(Some(section))) {
+        let mut add = |sections: &Sections, section: &str| {
+            if let Some(s) = sections.get(section) {
                 found = true;
-                p.extend(s.iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+                p.extend(s.clone());
             }
         };
         if name == "default" {
-            add(self.config.as_ref(), "default");
+            add(&self.config, "default");
         }
-        add(self.config.as_ref(), &format!("profile {name}"));
-        add(self.credentials.as_ref(), name);
+        add(&self.config, &format!("profile {name}"));
+        add(&self.credentials, name);
         found.then_some(p)
     }
 

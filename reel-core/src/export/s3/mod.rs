@@ -21,6 +21,7 @@
 mod api;
 pub mod credentials;
 mod http;
+mod sign;
 mod xml;
 
 use std::io::{self, Write};
