@@ -21,6 +21,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request};
 use tonic_prost::ProstCodec;
 
+use crate::error::error_chain;
+
 /// What can go wrong talking to a runtime's API.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -180,21 +182,6 @@ impl Connection {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
         }
     }
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// `google.protobuf.Empty`.

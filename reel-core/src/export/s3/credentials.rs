@@ -255,9 +255,11 @@ impl Chain {
                 .container_credentials()
                 .await
                 .map_err(|e| e.to_string())?,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "credential_source {other:?}: use Environment, Ec2InstanceMetadata or EcsContainer"
-            )),
+            ))
+            }
         };
         found.ok_or_else(|| format!("credential_source {cs} has no credentials"))
     }

@@ -12,6 +12,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::error::error_chain;
+
 /// The largest answer reel reads (S3's and the credential services' answers are small XML or
 /// JSON documents; reel never downloads objects).
 const MAX_ANSWER: usize = 1 << 20;
@@ -71,21 +73,6 @@ pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
-/// Every error of a chain, outermost first (hyper's own message alone says only "client error").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        cur = s.source();
-    }
-    text
-}
-
 impl HttpClient {
     /// A client trusting the system's roots and the certificates of `extra_pem`.
     pub fn new(extra_pem: Option<&[u8]>, connect_timeout: Duration) -> Result<Self, HttpError> {
@@ -142,14 +129,14 @@ impl HttpClient {
                 .inner
                 .request(req)
                 .await
-                .map_err(|e| HttpError::Transport(chain(&e)))?;
+                .map_err(|e| HttpError::Transport(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
             let limited = http_body_util::Limited::new(body, MAX_ANSWER);
             let body = limited.collect().await.map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     HttpError::TooLarge
                 } else {
-                    HttpError::Transport(chain(e.as_ref()))
+                    HttpError::Transport(error_chain(e.as_ref()))
                 }
             })?;
             Ok(Reply {
