@@ -101,8 +101,16 @@ pub enum SearchNoun {
 pub struct SearchCheckpoint {
     /// The checkpoint: a stored id, an archive file or an unpacked directory.
     pub checkpoint: String,
-    /// What to look for (a literal unless --regex, --hex or --utf16).
-    pub pattern: String,
+    /// What to look for (a literal unless --regex, --hex or --utf16); not with --strings.
+    #[arg(required_unless_present = "strings")]
+    pub pattern: Option<String>,
+    /// List the printable strings (ASCII, space, tab) of at least --min-len bytes instead, per
+    /// process, with their address and region, like `strings -t x`.
+    #[arg(long, conflicts_with_all = ["pattern", "regex", "hex", "utf16", "ignore_case", "context"])]
+    pub strings: bool,
+    /// The shortest string --strings lists.
+    #[arg(long, value_name = "N", requires = "strings", default_value_t = 6)]
+    pub min_len: usize,
     /// The pattern is a regular expression over bytes (Unicode off: `.` is any byte).
     #[arg(long, conflicts_with_all = ["hex", "utf16"])]
     pub regex: bool,

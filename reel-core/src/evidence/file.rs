@@ -343,7 +343,7 @@ fn memfd(
     let bytes = cp
         .read_optional(&member, MAX_PAGEMAP)?
         .ok_or_else(|| missing(cp, &pagemap, "the memfd's pages"))?;
-    let index = PageIndex::from_image(&bytes, &member, pid)?;
+    let index = PageIndex::from_image(&bytes, &member, pid, cp.page_size()?)?;
     let pages = index.pages_member().to_string();
     let io_err = |action: &'static str, source: io::Error| EvidenceError::Io {
         action,

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::load::{entries, first};
 use super::model::{FindingRow, MapRow};
-use super::pages::{PageIndex, PAGE_SIZE};
+use super::pages::{MemoryIndex, SharedMemory};
 use super::source::CheckpointSource;
 use super::InspectError;
 use crate::archive::CHECKPOINT_DIR;
@@ -349,9 +349,9 @@ fn vmas(
     pid: u32,
     tids: &[u32],
     files: &BTreeMap<u32, String>,
-) -> Result<Vec<Vma>, InspectError> {
+) -> Result<(Vec<Vma>, Vec<proto::VmaEntry>), InspectError> {
     let Some(mm) = first::<proto::MmEntry>(src, &format!("mm-{pid}.img"))? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let mut sps = Vec::new();
     for &tid in tids {
@@ -397,7 +397,7 @@ fn vmas(
         })
         .collect();
     out.sort_by_key(|v| v.start);
-    Ok(out)
+    Ok((out, mm.vmas))
 }
 
 fn vma_at(vmas: &[Vma], addr: u64) -> Option<&Vma> {
@@ -471,59 +471,103 @@ impl Scan<'_> {
             opts.max_hits.is_none_or(|m| out.count < m)
         });
     }
+}
 
-    /// Streams `pid`'s pages member once.
-    fn process(
+/// What a scan does with the bytes: search them, or list their strings.
+trait Sink {
+    /// Bytes of a chunk's end carried into the next when the next is contiguous.
+    fn carry_max(&self) -> usize;
+    /// Takes `buf`, whose first byte is at `vaddr`; its first `carry` bytes were fed already;
+    /// `contiguous`: it continues the last chunk fed.
+    #[allow(clippy::too_many_arguments)]
+    fn feed(
         &mut self,
-        src: &CheckpointSource,
         pid: u32,
         comm: &str,
         vmas: &[Vma],
-    ) -> Result<(), InspectError> {
-        let pm_name = format!("{CHECKPOINT_DIR}pagemap-{pid}.img");
-        if src.member(&pm_name).is_none() {
-            return Ok(());
-        }
-        let index = PageIndex::load(src, pid)?;
-        let member = index.pages_member().to_string();
-        let mut runs: Vec<_> = index
-            .runs()
-            .iter()
-            .filter_map(|r| r.offset.map(|o| (o, r.vaddr, r.nr_pages * PAGE_SIZE)))
-            .collect();
-        if runs.is_empty() {
-            return Ok(());
-        }
-        runs.sort_unstable();
-        let size = src.member(&member).map(|m| m.size).unwrap_or(0);
-        let need = runs.last().map(|&(o, _, l)| o + l).unwrap_or(0);
-        if need > size {
-            return Err(InspectError::BadMember {
-                member: member.clone(),
-                reason: format!(
-                    "{pm_name} lists {need} bytes of pages, the member holds {size}: it is truncated or the pagemap is wrong"
-                ),
-            });
-        }
-        let mut r = src.reader(&member)?;
-        let err = |e| src.member_err(&member, e);
+        buf: &[u8],
+        vaddr: u64,
+        carry: usize,
+        contiguous: bool,
+    );
+    /// The bytes fed last are not continued (a process's end).
+    fn flush(&mut self, pid: u32, comm: &str, vmas: &[Vma]);
+    /// Enough was found.
+    fn done(&self) -> bool;
+    /// Counts scanned bytes.
+    fn scanned(&mut self, n: u64);
+}
+
+impl Sink for Scan<'_> {
+    fn carry_max(&self) -> usize {
+        self.carry_max
+    }
+    fn feed(
+        &mut self,
+        pid: u32,
+        comm: &str,
+        vmas: &[Vma],
+        buf: &[u8],
+        vaddr: u64,
+        carry: usize,
+        _contiguous: bool,
+    ) {
+        self.buffer(pid, comm, vmas, buf, vaddr, carry)
+    }
+    fn flush(&mut self, _pid: u32, _comm: &str, _vmas: &[Vma]) {}
+    fn done(&self) -> bool {
+        Scan::done(self)
+    }
+    fn scanned(&mut self, n: u64) {
+        self.out.bytes_scanned += n;
+    }
+}
+
+/// Streams the pages of `pid` (its pages member, then each shared-memory pages member it
+/// maps), each member once in offset order.
+fn stream<S: Sink>(
+    sink: &mut S,
+    src: &CheckpointSource,
+    pid: u32,
+    comm: &str,
+    vmas: &[Vma],
+    index: &MemoryIndex,
+) -> Result<(), InspectError> {
+    // (member, offset, vaddr, len) of every present piece, by member then offset.
+    let mut pieces: Vec<(&str, u64, u64, u64)> = index
+        .pieces()
+        .iter()
+        .filter_map(|p| Some((p.member.as_str(), p.offset?, p.vaddr, p.len)))
+        .collect();
+    pieces.sort_unstable();
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + sink.carry_max());
+    // The virtual address just after the carried bytes.
+    let mut carry_end: Option<u64> = None;
+    let mut i = 0;
+    while i < pieces.len() {
+        let member = pieces[i].0;
+        let n_member = pieces[i..].iter().take_while(|p| p.0 == member).count();
+        let group = &pieces[i..i + n_member];
+        i += n_member;
+        let err = |e| src.member_err(member, e);
+        let mut r = src.reader(member)?;
         let mut pos = 0u64;
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + self.carry_max);
-        // The virtual address just after the carried bytes.
-        let mut carry_end: Option<u64> = None;
-        for (off, vaddr, len) in runs {
+        // Reads the member to its end when every piece was read in order (it is then
+        // checked against the manifest); a member mapped twice is read again from the start.
+        let mut whole = true;
+        for &(_, off, vaddr, len) in group {
             if off < pos {
-                return Err(InspectError::BadMember {
-                    member: pm_name.clone(),
-                    reason: format!("page runs overlap at offset {off}"),
-                });
+                r = src.reader(member)?;
+                pos = 0;
+                whole = false;
             }
             std::io::copy(&mut (&mut r).take(off - pos), &mut std::io::sink()).map_err(err)?;
             pos = off;
             let mut at = vaddr;
             let mut left = len;
             while left > 0 {
-                if carry_end != Some(at) {
+                let contiguous = carry_end == Some(at);
+                if !contiguous {
                     buf.clear();
                 }
                 let carry = buf.len();
@@ -534,20 +578,24 @@ impl Scan<'_> {
                 left -= n as u64;
                 let start = at - carry as u64;
                 at += n as u64;
-                self.out.bytes_scanned += n as u64;
-                self.buffer(pid, comm, vmas, &buf, start, carry);
-                if self.done() {
+                sink.scanned(n as u64);
+                sink.feed(pid, comm, vmas, &buf, start, carry, contiguous);
+                if sink.done() {
+                    sink.flush(pid, comm, vmas);
                     return Ok(());
                 }
-                let keep = self.carry_max.min(buf.len());
+                let keep = sink.carry_max().min(buf.len());
                 buf.drain(..buf.len() - keep);
                 carry_end = Some(at);
             }
         }
-        // To the end, so the member is checked against the manifest.
-        std::io::copy(&mut r, &mut std::io::sink()).map_err(err)?;
-        Ok(())
+        if whole {
+            // To the end, so the member is checked against the manifest.
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(err)?;
+        }
     }
+    sink.flush(pid, comm, vmas);
+    Ok(())
 }
 
 /// Searches the memory of the checkpoint's processes (see the module's documentation).
@@ -557,6 +605,252 @@ pub fn search(
     opts: &SearchOptions,
 ) -> Result<SearchResult, InspectError> {
     let (matcher, max_len, bytes) = compile(pattern)?;
+    let context = opts.context.min(MAX_CONTEXT);
+    let carry_max = match max_len {
+        Some(n) => (n - 1).max(context),
+        None => REGEX_WINDOW.max(context),
+    };
+    let mut out = SearchResult {
+        pattern_hex: bytes.map(hex::encode),
+        ..Default::default()
+    };
+    let mut scan = Scan {
+        opts,
+        matcher: &matcher,
+        carry_max,
+        out: &mut out,
+    };
+    each_process(src, opts, &mut scan)?;
+    out.truncated = opts.max_hits.is_some_and(|m| out.count >= m);
+    Ok(out)
+}
+
+/// The most bytes of one string listed by [`strings`] (longer ones are cut; `len` says how long).
+pub const MAX_STRING: usize = 4096;
+/// The default shortest string [`strings`] lists.
+pub const DEFAULT_MIN_LEN: usize = 6;
+
+/// A printable string in memory (`reel search --strings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StringHit {
+    /// The process.
+    pub pid: u32,
+    /// Its command name.
+    pub comm: String,
+    /// The first byte's virtual address, `0x…`.
+    pub address: String,
+    /// The region, `0xSTART-0xEND`.
+    pub region: String,
+    /// Its protection, `rwxp`.
+    pub perms: String,
+    /// `[heap]`, `[stack]`, a file path, or empty for anonymous memory.
+    pub path: String,
+    /// The string's offset in the region.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// The string (its first [`MAX_STRING`] bytes).
+    pub string: String,
+    /// Longer than [`MAX_STRING`]: `string` is its beginning.
+    pub cut: bool,
+}
+
+/// What [`strings`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StringsResult {
+    /// The shortest string listed.
+    pub min_len: usize,
+    /// How many strings (all of them, also with `count_only`).
+    pub count: u64,
+    /// Strings per process.
+    pub per_pid: BTreeMap<u32, u64>,
+    /// Bytes of memory scanned.
+    pub bytes_scanned: u64,
+    /// The listing stopped at `max_hits`.
+    pub truncated: bool,
+    /// Strings counted but not listed: past [`DEFAULT_LISTED_HITS`] without `max_hits`.
+    pub unlisted: u64,
+    /// The strings, by process and address (empty with `count_only`).
+    pub strings: Vec<StringHit>,
+}
+
+impl StringsResult {
+    /// Whether any string was found.
+    pub fn found(&self) -> bool {
+        self.count > 0
+    }
+}
+
+/// Printable as `strings` sees it: ASCII graphic characters, space and tab.
+fn printable(b: u8) -> bool {
+    b == b'\t' || (0x20..=0x7e).contains(&b)
+}
+
+/// Lists printable strings of at least `min_len` bytes.
+struct StringsScan<'a> {
+    opts: &'a SearchOptions,
+    min_len: usize,
+    /// The string being read: its address, its first bytes, its length.
+    cur: Option<(u64, Vec<u8>, u64)>,
+    out: &'a mut StringsResult,
+}
+
+impl StringsScan<'_> {
+    fn emit(&mut self, pid: u32, comm: &str, vmas: &[Vma]) {
+        let Some((addr, bytes, len)) = self.cur.take() else {
+            return;
+        };
+        if len < self.min_len as u64 || self.done() {
+            return;
+        }
+        let opts = self.opts;
+        if let Some((lo, hi)) = opts.address {
+            if addr < lo || addr >= hi {
+                return;
+            }
+        }
+        let v = vma_at(vmas, addr);
+        if !opts.regions.is_empty() && !v.is_some_and(|v| opts.regions.iter().any(|k| v.is(*k))) {
+            return;
+        }
+        if let Some(p) = &opts.perms {
+            if !v.is_some_and(|v| perms_match(p, &v.perms())) {
+                return;
+            }
+        }
+        let out = &mut *self.out;
+        out.count += 1;
+        *out.per_pid.entry(pid).or_default() += 1;
+        if opts.count_only {
+            return;
+        }
+        if out.strings.len() as u64 >= opts.max_hits.unwrap_or(DEFAULT_LISTED_HITS) {
+            out.unlisted += 1;
+            return;
+        }
+        out.strings.push(StringHit {
+            pid,
+            comm: comm.to_string(),
+            address: format!("{addr:#x}"),
+            region: v
+                .map(|v| format!("{:#x}-{:#x}", v.start, v.end))
+                .unwrap_or_else(|| "-".into()),
+            perms: v.map(Vma::perms).unwrap_or_else(|| "----".into()),
+            path: v.map(|v| v.path.clone()).unwrap_or_default(),
+            offset: v.map(|v| addr - v.start).unwrap_or(0),
+            len,
+            // Printable ASCII only: always UTF-8.
+            string: String::from_utf8_lossy(&bytes).into_owned(),
+            cut: len > bytes.len() as u64,
+        });
+    }
+}
+
+impl Sink for StringsScan<'_> {
+    fn carry_max(&self) -> usize {
+        0
+    }
+
+    fn feed(
+        &mut self,
+        pid: u32,
+        comm: &str,
+        vmas: &[Vma],
+        buf: &[u8],
+        vaddr: u64,
+        _carry: usize,
+        contiguous: bool,
+    ) {
+        if !contiguous {
+            self.emit(pid, comm, vmas);
+        }
+        let mut i = 0;
+        while i < buf.len() {
+            let Some(n) = buf[i..].iter().position(|&b| printable(b)) else {
+                // No more printable bytes: a string being read ends.
+                self.emit(pid, comm, vmas);
+                return;
+            };
+            if n > 0 {
+                self.emit(pid, comm, vmas);
+            }
+            let s = i + n;
+            let e = buf[s..]
+                .iter()
+                .position(|&b| !printable(b))
+                .map_or(buf.len(), |k| s + k);
+            let run = &buf[s..e];
+            match &mut self.cur {
+                Some((_, bytes, len)) => {
+                    let room = MAX_STRING.saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&run[..run.len().min(room)]);
+                    *len += run.len() as u64;
+                }
+                None => {
+                    self.cur = Some((
+                        vaddr + s as u64,
+                        run[..run.len().min(MAX_STRING)].to_vec(),
+                        run.len() as u64,
+                    ))
+                }
+            }
+            if e < buf.len() {
+                self.emit(pid, comm, vmas);
+            }
+            if self.done() {
+                return;
+            }
+            i = e;
+        }
+    }
+
+    fn flush(&mut self, pid: u32, comm: &str, vmas: &[Vma]) {
+        self.emit(pid, comm, vmas);
+    }
+
+    fn done(&self) -> bool {
+        self.opts.max_hits.is_some_and(|m| self.out.count >= m)
+    }
+
+    fn scanned(&mut self, n: u64) {
+        self.out.bytes_scanned += n;
+    }
+}
+
+/// Lists the printable strings of at least `min_len` bytes (ASCII graphic characters, space,
+/// tab; as `strings -t x` does, per process) in the memory of the checkpoint's processes, with
+/// the filters and limits of `opts` (`context` is not used). Each process's pages are streamed
+/// once, as [`search`] does; a string going on across contiguous pages is one string.
+pub fn strings(
+    src: &CheckpointSource,
+    min_len: usize,
+    opts: &SearchOptions,
+) -> Result<StringsResult, InspectError> {
+    if min_len == 0 {
+        return Err(bad("--min-len must be at least 1"));
+    }
+    let mut out = StringsResult {
+        min_len,
+        ..Default::default()
+    };
+    let mut scan = StringsScan {
+        opts,
+        min_len,
+        cur: None,
+        out: &mut out,
+    };
+    each_process(src, opts, &mut scan)?;
+    let truncated = scan.done();
+    out.truncated = truncated;
+    Ok(out)
+}
+
+/// Streams the memory of every live process `opts` selects into `sink`.
+fn each_process<S: Sink>(
+    src: &CheckpointSource,
+    opts: &SearchOptions,
+    sink: &mut S,
+) -> Result<(), InspectError> {
     if let Some((lo, hi)) = opts.address {
         if lo >= hi {
             return Err(bad(format!("the address range {lo:#x}-{hi:#x} is empty")));
@@ -575,21 +869,7 @@ pub fn search(
         }
     }
     let files = file_paths(src)?;
-    let context = opts.context.min(MAX_CONTEXT);
-    let carry_max = match max_len {
-        Some(n) => (n - 1).max(context),
-        None => REGEX_WINDOW.max(context),
-    };
-    let mut out = SearchResult {
-        pattern_hex: bytes.map(hex::encode),
-        ..Default::default()
-    };
-    let mut scan = Scan {
-        opts,
-        matcher: &matcher,
-        carry_max,
-        out: &mut out,
-    };
+    let mut shm = SharedMemory::load(src)?;
     for p in &pstree {
         if !opts.pids.is_empty() && !opts.pids.contains(&p.pid) {
             continue;
@@ -606,14 +886,14 @@ pub fn search(
         } else {
             p.threads.clone()
         };
-        let v = vmas(src, p.pid, &tids, &files)?;
-        scan.process(src, p.pid, &comm, &v)?;
-        if scan.done() {
-            out.truncated = true;
+        let (v, raw) = vmas(src, p.pid, &tids, &files)?;
+        let index = MemoryIndex::build(src, p.pid, &raw, &mut shm)?;
+        stream(sink, src, p.pid, &comm, &v, &index)?;
+        if sink.done() {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The file paths of `files.img`'s regular files, by id.
@@ -636,6 +916,8 @@ pub fn maps(
 ) -> Result<(Vec<MapRow>, Vec<FindingRow>), InspectError> {
     let pstree: Vec<proto::PstreeEntry> = entries(src, "pstree.img")?;
     let files = file_paths(src)?;
+    let mut shm = SharedMemory::load(src)?;
+    let page_size = src.page_size()?;
     let mut rows = Vec::new();
     let mut found = Vec::new();
     for p in &pstree {
@@ -655,15 +937,8 @@ pub fn maps(
         } else {
             p.threads.clone()
         };
-        let vs = vmas(src, p.pid, &tids, &files)?;
-        let index = if src
-            .member(&format!("{CHECKPOINT_DIR}pagemap-{}.img", p.pid))
-            .is_some()
-        {
-            Some(PageIndex::load(src, p.pid)?)
-        } else {
-            None
-        };
+        let (vs, raw) = vmas(src, p.pid, &tids, &files)?;
+        let index = MemoryIndex::build(src, p.pid, &raw, &mut shm)?;
         // CRIU (compel) runs its syscalls from the first bytes of the first executable VMA:
         // it writes a syscall instruction there and puts the bytes back, which leaves that
         // page a private copy in every dump. It is not counted as modified code.
@@ -675,16 +950,7 @@ pub fn maps(
             })
             .map(|v| v.start);
         for v in &vs {
-            let dumped: u64 = index
-                .iter()
-                .flat_map(|ix| ix.runs())
-                .filter(|r| r.is_present())
-                .map(|r| {
-                    let lo = r.vaddr.max(v.start);
-                    let hi = r.end().min(v.end);
-                    hi.saturating_sub(lo) / PAGE_SIZE
-                })
-                .sum();
+            let dumped = index.dumped_pages(v.start, v.end);
             let perms = v.perms();
             let range = format!("{:#x}-{:#x}", v.start, v.end);
             let special = v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0;
@@ -721,9 +987,9 @@ pub fn maps(
                 - u64::from(
                     compel_page == Some(v.start)
                         && index
-                            .as_ref()
-                            .and_then(|ix| ix.run_at(v.start))
-                            .is_some_and(|r| r.is_present()),
+                            .within(v.start, v.start + 1)
+                            .first()
+                            .is_some_and(|p| p.offset.is_some()),
                 );
             if exec && v.file() && !v.shared() && written > 0 {
                 finding(
@@ -750,7 +1016,7 @@ pub fn maps(
                 } else {
                     "anon".into()
                 },
-                pages: (v.end - v.start) / PAGE_SIZE,
+                pages: (v.end - v.start) / page_size,
                 pages_dumped: dumped,
             });
         }
@@ -800,6 +1066,56 @@ mod tests {
             true
         });
         assert_eq!(hits, [0, 5]);
+    }
+
+    #[test]
+    fn strings_join_contiguous_chunks_and_respect_min_len() {
+        let opts = SearchOptions::default();
+        let mut out = StringsResult::default();
+        let mut s = StringsScan {
+            opts: &opts,
+            min_len: 6,
+            cur: None,
+            out: &mut out,
+        };
+        let vmas = [Vma {
+            start: 0x1000,
+            end: 0x9000,
+            prot: 3,
+            flags: 2,
+            status: 0,
+            pgoff: 0,
+            path: String::new(),
+            stack: false,
+        }];
+        s.feed(
+            1,
+            "c",
+            &vmas,
+            b"\0\0HELLO WORLD\0abc\0SPLIT-",
+            0x1000,
+            0,
+            false,
+        );
+        s.feed(1, "c", &vmas, b"ACROSS\x01tail-at-end", 0x1018, 0, true);
+        // Not contiguous: the string being read ends.
+        s.feed(1, "c", &vmas, b"again!", 0x5000, 0, false);
+        s.flush(1, "c", &vmas);
+        let got: Vec<_> = out
+            .strings
+            .iter()
+            .map(|h| (h.address.as_str(), h.string.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0x1002", "HELLO WORLD"),
+                ("0x1012", "SPLIT-ACROSS"),
+                ("0x101f", "tail-at-end"),
+                ("0x5000", "again!"),
+            ]
+        );
+        assert_eq!(out.count, 4);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::pages::DEFAULT_PAGE_SIZE;
 use super::zstd_seek::{ReadAt, SeekableZstd};
 use super::InspectError;
 use crate::archive::read_up_to;
@@ -263,6 +264,31 @@ impl CheckpointSource {
     /// reel's manifest, when the checkpoint has one.
     pub fn manifest(&self) -> Option<&Manifest> {
         self.manifest.as_ref()
+    }
+
+    /// The page size CRIU's pagemaps count in: the manifest's `page_size` (or, from reel
+    /// before it had that field, `dump_options.page_size`), else the architecture's default,
+    /// [`DEFAULT_PAGE_SIZE`] (foreign archives). A recorded size that is no power of two from
+    /// 4 KiB to 1 MiB is an error.
+    pub fn page_size(&self) -> Result<u64, InspectError> {
+        let recorded = self.manifest.as_ref().and_then(|m| {
+            m.fields.page_size.or_else(|| {
+                m.fields
+                    .dump_options
+                    .get("page_size")
+                    .and_then(|v| v.as_u64())
+            })
+        });
+        match recorded {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(p) if p.is_power_of_two() && (4096..=1 << 20).contains(&p) => Ok(p),
+            Some(p) => Err(InspectError::BadMember {
+                member: MANIFEST_NAME.into(),
+                reason: format!(
+                    "page_size {p} is not a page size (a power of two from 4096 to 1 MiB)"
+                ),
+            }),
+        }
     }
 
     /// Every member (directories included), by name.
