@@ -259,6 +259,8 @@ pub struct SharedMemory {
     page_size: u64,
     /// memfd file id -> shmid.
     memfd_shmid: BTreeMap<u64, u64>,
+    /// memfd file id -> its name.
+    memfd_name: BTreeMap<u64, String>,
     cache: BTreeMap<u64, Option<PageIndex>>,
 }
 
@@ -276,21 +278,26 @@ impl SharedMemory {
                 }
             }
         }
-        let mut inode_shmid = BTreeMap::new();
+        let mut inodes = BTreeMap::new();
         if let Some(bytes) = read("memfd.img")? {
-            let inodes: Vec<proto::MemfdInodeEntry> =
+            let entries: Vec<proto::MemfdInodeEntry> =
                 ImageReader::from_bytes(&bytes, "checkpoint/memfd.img")?.read_entries()?;
-            for i in inodes {
-                inode_shmid.insert(i.inode_id, u64::from(i.shmid));
+            for i in entries {
+                inodes.insert(i.inode_id, (u64::from(i.shmid), i.name));
             }
         }
-        let memfd_shmid = memfd_inode
-            .into_iter()
-            .filter_map(|(id, inode)| Some((id, *inode_shmid.get(&inode)?)))
-            .collect();
+        let mut memfd_shmid = BTreeMap::new();
+        let mut memfd_name = BTreeMap::new();
+        for (id, inode) in memfd_inode {
+            if let Some((shmid, name)) = inodes.get(&inode) {
+                memfd_shmid.insert(id, *shmid);
+                memfd_name.insert(id, name.clone());
+            }
+        }
         Ok(SharedMemory {
             page_size: src.page_size()?,
             memfd_shmid,
+            memfd_name,
             cache: BTreeMap::new(),
         })
     }
@@ -304,6 +311,14 @@ impl SharedMemory {
         } else {
             None
         }
+    }
+
+    /// `memfd:NAME` for a memfd VMA (as `/proc/PID/maps` shows it, without ` (deleted)`).
+    pub fn memfd_path(&self, v: &proto::VmaEntry) -> Option<String> {
+        if v.status & VMA_AREA_MEMFD == 0 {
+            return None;
+        }
+        self.memfd_name.get(&v.shmid).map(|n| format!("memfd:{n}"))
     }
 
     /// The page index of object `shmid`, `None` when the checkpoint has no pagemap for it (no

@@ -349,6 +349,7 @@ fn vmas(
     pid: u32,
     tids: &[u32],
     files: &BTreeMap<u32, String>,
+    shm: &SharedMemory,
 ) -> Result<(Vec<Vma>, Vec<proto::VmaEntry>), InspectError> {
     let Some(mm) = first::<proto::MmEntry>(src, &format!("mm-{pid}.img"))? else {
         return Ok((Vec::new(), Vec::new()));
@@ -375,6 +376,8 @@ fn vmas(
                 "[vvar]".to_string()
             } else if v.status & VMA_AREA_VSYSCALL != 0 {
                 "[vsyscall]".to_string()
+            } else if let Some(p) = shm.memfd_path(v) {
+                p
             } else if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
                 u32::try_from(v.shmid)
                     .ok()
@@ -886,7 +889,7 @@ fn each_process<S: Sink>(
         } else {
             p.threads.clone()
         };
-        let (v, raw) = vmas(src, p.pid, &tids, &files)?;
+        let (v, raw) = vmas(src, p.pid, &tids, &files, &shm)?;
         let index = MemoryIndex::build(src, p.pid, &raw, &mut shm)?;
         stream(sink, src, p.pid, &comm, &v, &index)?;
         if sink.done() {
@@ -937,7 +940,7 @@ pub fn maps(
         } else {
             p.threads.clone()
         };
-        let (vs, raw) = vmas(src, p.pid, &tids, &files)?;
+        let (vs, raw) = vmas(src, p.pid, &tids, &files, &shm)?;
         let index = MemoryIndex::build(src, p.pid, &raw, &mut shm)?;
         // CRIU (compel) runs its syscalls from the first bytes of the first executable VMA:
         // it writes a syscall instruction there and puts the bytes back, which leaves that
