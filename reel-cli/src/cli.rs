@@ -108,9 +108,9 @@ pub struct SearchCheckpoint {
     /// process, with their address and region, like `strings -t x`.
     #[arg(long, conflicts_with_all = ["pattern", "regex", "hex", "utf16", "ignore_case", "context"])]
     pub strings: bool,
-    /// The shortest string --strings lists.
-    #[arg(long, value_name = "N", requires = "strings", default_value_t = 6)]
-    pub min_len: usize,
+    /// The shortest string --strings lists (default 6).
+    #[arg(long, value_name = "N")]
+    pub min_len: Option<usize>,
     /// The pattern is a regular expression over bytes (Unicode off: `.` is any byte).
     #[arg(long, conflicts_with_all = ["hex", "utf16"])]
     pub regex: bool,

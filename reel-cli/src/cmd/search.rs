@@ -33,8 +33,11 @@ fn options(args: &SearchCheckpoint) -> anyhow::Result<(Pattern, SearchOptions)> 
         ignore_case: args.ignore_case,
     };
     if !args.strings {
+        if args.min_len.is_some() {
+            return Err(usage("--min-len goes with --strings"));
+        }
         validate(&pattern).map_err(|e| usage(e.to_string()))?;
-    } else if args.min_len == 0 {
+    } else if args.min_len == Some(0) {
         return Err(usage("--min-len: at least 1"));
     }
     let mut regions = Vec::new();
@@ -174,8 +177,12 @@ fn strings(
     args: &SearchCheckpoint,
     opts: &SearchOptions,
 ) -> anyhow::Result<()> {
-    let res = inspect::strings(src, args.min_len, opts)
-        .with_context(|| format!("listing the strings of {}", src.path().display()))?;
+    let res = inspect::strings(
+        src,
+        args.min_len.unwrap_or(inspect::search::DEFAULT_MIN_LEN),
+        opts,
+    )
+    .with_context(|| format!("listing the strings of {}", src.path().display()))?;
     let mut out = std::io::stdout().lock();
     print_to(&mut out, args.output, &res, |w| {
         if args.count {
