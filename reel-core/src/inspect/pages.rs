@@ -313,6 +313,17 @@ impl SharedMemory {
         }
     }
 
+    /// Whether a VMA is `MAP_SHARED|MAP_ANONYMOUS` memory: flagged so, or (CRIU 4.2) recorded as
+    /// a memfd whose name is the kernel's for such memory, `/dev/zero`.
+    pub fn is_anon_shared(&self, v: &proto::VmaEntry) -> bool {
+        v.status & VMA_ANON_SHARED != 0
+            || (v.status & VMA_AREA_MEMFD != 0
+                && self
+                    .memfd_name
+                    .get(&v.shmid)
+                    .is_some_and(|n| n == "/dev/zero"))
+    }
+
     /// `memfd:NAME` for a memfd VMA (as `/proc/PID/maps` shows it, without ` (deleted)`).
     pub fn memfd_path(&self, v: &proto::VmaEntry) -> Option<String> {
         if v.status & VMA_AREA_MEMFD == 0 {

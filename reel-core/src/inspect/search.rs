@@ -303,6 +303,8 @@ struct Vma {
     pgoff: u64,
     path: String,
     stack: bool,
+    /// `MAP_SHARED|MAP_ANONYMOUS` memory (which CRIU 4.2 records as a memfd named `/dev/zero`).
+    anon_shared: bool,
 }
 
 impl Vma {
@@ -316,7 +318,7 @@ impl Vma {
     }
 
     fn file(&self) -> bool {
-        self.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0
+        !self.anon_shared && self.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0
     }
 
     fn shared(&self) -> bool {
@@ -366,7 +368,10 @@ fn vmas(
         .vmas
         .iter()
         .map(|v| {
-            let path = if v.status & VMA_AREA_HEAP != 0 {
+            let anon_shared = shm.is_anon_shared(v);
+            let path = if anon_shared {
+                String::new()
+            } else if v.status & VMA_AREA_HEAP != 0 {
                 "[heap]".to_string()
             } else if v.status & VMA_AREA_STACK != 0 {
                 "[stack]".to_string()
@@ -396,6 +401,7 @@ fn vmas(
                 stack: v.status & VMA_AREA_STACK != 0
                     || sps.iter().any(|&sp| v.start <= sp && sp < v.end),
                 path,
+                anon_shared,
             }
         })
         .collect();
@@ -1090,6 +1096,7 @@ mod tests {
             pgoff: 0,
             path: String::new(),
             stack: false,
+            anon_shared: false,
         }];
         s.feed(
             1,
