@@ -616,16 +616,26 @@ pub struct ExtractCheckpoint {
     pub checkpoint: String,
     /// Unpack the rootfs diff into DIR (new or empty): nothing leaves DIR, symlinks are never
     /// followed, no device node is made, setuid/setgid bits are stripped, deletions are
-    /// reported, not applied.
+    /// reported, not applied. With --region: the root to read the unmodified pages of a file
+    /// mapping from (by the path the process saw, never leaving DIR).
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// The memory region (VMA) of process --pid holding this address, to --to FILE: its dumped
+    /// pages; anonymous pages never written are zeros, unmodified pages of a file mapping are
+    /// left out (holes) unless --rootfs DIR has the file.
+    #[arg(long, value_name = "0xADDR", requires_all = ["pid", "to"])]
+    pub region: Option<String>,
+    /// With --region: replace FILE if it exists (otherwise refused).
+    #[arg(long, requires = "region")]
+    pub force: bool,
     /// The contents of a deleted-but-open file or a memfd that process PID held as FD.
     #[arg(long, value_name = "PID:FD", requires = "to")]
     pub file: Option<String>,
-    /// Where --file writes (a new file, mode 0600).
+    /// Where --file and --region write (a new file, mode 0600).
     #[arg(long, value_name = "FILE")]
     pub to: Option<PathBuf>,
-    /// The process (pid as the container saw it) whose ELF core --core writes.
+    /// The process (pid as the container saw it) whose ELF core --core or region --region
+    /// writes.
     #[arg(long, value_name = "N")]
     pub pid: Option<u32>,
     /// Write an ELF core of process --pid to FILE (a new file, mode 0600), for gdb.
