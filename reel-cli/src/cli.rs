@@ -603,14 +603,15 @@ pub struct VerifyCheckpoint {
 #[derive(Debug, Subcommand)]
 pub enum ExtractNoun {
     /// Write evidence a checkpoint holds to new files (never over existing ones): --rootfs DIR,
-    /// --file PID:FD --to FILE, or --pid N --core FILE.
+    /// --file PID:FD --to FILE, --pid N --core FILE, or --pid N --region 0xADDR --to FILE.
     #[command(visible_alias = "checkpoints", visible_alias = "cp")]
     Checkpoint(ExtractCheckpoint),
 }
 
-/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE | --pid N --core FILE)`.
+/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE | --pid N --core FILE
+/// | --pid N --region 0xADDR --to FILE [--rootfs DIR])`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["rootfs", "file", "core"])))]
+#[command(group(ArgGroup::new("what").required(true).multiple(true).args(["rootfs", "file", "core", "region"])))]
 pub struct ExtractCheckpoint {
     /// A stored checkpoint's id, an archive (.tar, .tar.zst) or an unpacked checkpoint directory.
     pub checkpoint: String,

@@ -34,6 +34,17 @@ pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
     if args.no_verify {
         eprintln!("warning: --no-verify: members are not checked against the manifest; the output is unverified evidence");
     }
+    let modes = [
+        args.file.is_some(),
+        args.core.is_some(),
+        args.region.is_some(),
+        args.rootfs.is_some() && args.region.is_none(),
+    ];
+    if modes.iter().filter(|m| **m).count() > 1 {
+        return Err(crate::hints::usage(
+            "give one of --rootfs DIR, --file PID:FD, --core FILE, --region 0xADDR",
+        ));
+    }
     if args.pid.is_some() && args.core.is_none() && args.region.is_none() {
         return Err(crate::hints::usage(
             "--pid goes with --core FILE or --region 0xADDR --to FILE",
