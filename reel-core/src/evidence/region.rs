@@ -247,6 +247,8 @@ pub fn extract_region(
         !anon_shared && !memfd && v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0;
     let path = if anon_shared {
         String::new()
+    } else if let Some(n) = crate::inspect::search::special_name(v.status) {
+        n.to_string()
     } else if let Some(p) = shm.memfd_path(&v) {
         p
     } else if file_backed {

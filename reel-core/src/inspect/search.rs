@@ -345,6 +345,21 @@ fn perms_match(want: &str, have: &str) -> bool {
     want.chars().all(|c| have.contains(c))
 }
 
+/// The name `/proc/PID/maps` gives a VMA of the kernel's kind: `[heap]`, `[stack]`, `[vdso]`,
+/// `[vvar]`, `[vsyscall]`.
+pub fn special_name(status: u32) -> Option<&'static str> {
+    [
+        (VMA_AREA_HEAP, "[heap]"),
+        (VMA_AREA_STACK, "[stack]"),
+        (VMA_AREA_VDSO, "[vdso]"),
+        (VMA_AREA_VVAR, "[vvar]"),
+        (VMA_AREA_VSYSCALL, "[vsyscall]"),
+    ]
+    .into_iter()
+    .find(|(f, _)| status & f != 0)
+    .map(|(_, n)| n)
+}
+
 /// The VMAs of `pid`, with paths, by start address.
 fn vmas(
     src: &CheckpointSource,
@@ -371,16 +386,8 @@ fn vmas(
             let anon_shared = shm.is_anon_shared(v);
             let path = if anon_shared {
                 String::new()
-            } else if v.status & VMA_AREA_HEAP != 0 {
-                "[heap]".to_string()
-            } else if v.status & VMA_AREA_STACK != 0 {
-                "[stack]".to_string()
-            } else if v.status & VMA_AREA_VDSO != 0 {
-                "[vdso]".to_string()
-            } else if v.status & VMA_AREA_VVAR != 0 {
-                "[vvar]".to_string()
-            } else if v.status & VMA_AREA_VSYSCALL != 0 {
-                "[vsyscall]".to_string()
+            } else if let Some(n) = special_name(v.status) {
+                n.to_string()
             } else if let Some(p) = shm.memfd_path(v) {
                 p
             } else if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
