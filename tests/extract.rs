@@ -970,16 +970,25 @@ fn a_region_comes_out_with_its_holes_said() {
     assert_eq!(&data[at..at + 20], b"REEL-SECRET-5f1d9c3e");
     assert_eq!(v["left_out"], 0, "{v}");
 
-    // Its own code: the patched page as written (int3), the rest of the executable left out.
-    let to = out.join("text");
+    // Its own code: the patched page as written (int3), a VMA of its own since mprotect.
+    let to = out.join("patched");
     let v = ok(m["text"], &to, &[]);
     assert_eq!(v["path"], "/bin/markers");
-    let start = region_start(&v);
     let data = fs::read(&to).unwrap();
-    let at = (m["text"] - start) as usize;
-    assert_eq!(data[at], 0xcc);
+    assert_eq!(data[(m["text"] - region_start(&v)) as usize], 0xcc);
+    // The code after it: its unmodified pages are the executable's, left out as holes.
+    let code = m["text"] + 4096;
+    let to = out.join("text");
+    let v = ok(code, &to, &[]);
+    assert_eq!(v["path"], "/bin/markers");
+    assert!(v["perms"].as_str().unwrap().contains('x'), "{v}");
+    let start = region_start(&v);
     assert!(v["left_out"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["from_rootfs"], 0);
+    assert_eq!(
+        fs::metadata(&to).unwrap().len(),
+        v["bytes"].as_u64().unwrap()
+    );
     assert!(
         v["ranges"]
             .as_array()
@@ -990,7 +999,7 @@ fn a_region_comes_out_with_its_holes_said() {
     );
     // The table says it too.
     let to2 = out.join("text-table");
-    let o = region(m["text"], &to2, &[]);
+    let o = region(code, &to2, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("left-out") && text(&o).contains("left out as holes"),
@@ -1004,9 +1013,8 @@ fn a_region_comes_out_with_its_holes_said() {
     fs::copy(&markers, root.join("bin/markers")).unwrap();
     let exe = fs::read(&markers).unwrap();
     let to = out.join("text-rootfs");
-    let v = ok(m["text"], &to, &["--rootfs", root.to_str().unwrap()]);
+    let v = ok(code, &to, &["--rootfs", root.to_str().unwrap()]);
     let data = fs::read(&to).unwrap();
-    assert_eq!(data[at], 0xcc);
     assert!(v["from_rootfs"].as_u64().unwrap() > 0, "{v}");
     let pgoff = v["file_offset"].as_u64().unwrap();
     let mut checked = 0;
@@ -1026,7 +1034,7 @@ fn a_region_comes_out_with_its_holes_said() {
     let empty = out.join("empty-root");
     fs::create_dir_all(&empty).unwrap();
     let v = ok(
-        m["text"],
+        code,
         &out.join("text-empty"),
         &["--rootfs", empty.to_str().unwrap()],
     );
