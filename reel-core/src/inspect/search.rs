@@ -1,10 +1,12 @@
 //! `reel search`: find bytes in the memory of every process of a checkpoint.
 //!
-//! Each process's pages member is streamed once, in order, in chunks of [`CHUNK`] bytes; the
-//! last bytes of a chunk are carried into the next one when the next bytes are virtually
-//! contiguous (the same run, or a run that starts where the last one ended), so a hit that
-//! straddles two pages is found, and one that would join two unrelated runs is not. Memory
-//! stays bounded: one chunk plus the carry. Each hit is tied to its VMA from `mm-<pid>.img`.
+//! Each process's pages members (its own, and those of the shared memory it maps) are streamed
+//! once, in order, in chunks of [`CHUNK`] bytes, read (and hashed, and decompressed) by one
+//! thread while another scans; the last bytes of a chunk are carried into the next one when the
+//! next bytes are virtually contiguous (the same run, or a run that starts where the last one
+//! ended), so a hit that straddles two pages is found, and one that would join two unrelated
+//! runs is not. Memory stays bounded: a few chunks plus the carry. Each hit is tied to its VMA
+//! from `mm-<pid>.img`.
 //!
 //! Matching is done by `memchr::memmem` (literals) and `regex::bytes` (regular expressions,
 //! case-insensitive literals). A regex match is found whole only when it is at most
@@ -12,6 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 use criu_sys::proto;
 use serde::Serialize;
@@ -29,6 +33,8 @@ use crate::criu::image::vma::{
 
 /// The bytes scanned at a time.
 pub const CHUNK: usize = 1 << 20;
+/// Chunks read ahead of the scan.
+const PIPELINE: usize = 2;
 /// How many bytes of the end of a chunk a regex search carries into the next.
 pub const REGEX_WINDOW: usize = 4096;
 /// The most context bytes shown on each side of a hit.
@@ -539,9 +545,21 @@ impl Sink for Scan<'_> {
     }
 }
 
+/// A chunk of memory on its way from the reader to the sink: `buf` starts at `start`, its first
+/// `carry` bytes were in the last chunk (`contiguous`), the `n` after them are new.
+struct Chunk {
+    buf: Vec<u8>,
+    start: u64,
+    carry: usize,
+    contiguous: bool,
+}
+
 /// Streams the pages of `pid` (its pages member, then each shared-memory pages member it
-/// maps), each member once in offset order.
-fn stream<S: Sink>(
+/// maps), each member once in offset order, into `sink`. Two threads: this one reads (and
+/// hashes, and decompresses a `.tar.zst`), a scoped one feeds the sink, with at most
+/// [`PIPELINE`] chunks between them and their buffers reused; the reader stops when the sink
+/// has enough.
+fn stream<S: Sink + Send>(
     sink: &mut S,
     src: &CheckpointSource,
     pid: u32,
@@ -556,8 +574,44 @@ fn stream<S: Sink>(
         .filter_map(|p| Some((p.member.as_str(), p.offset?, p.vaddr, p.len)))
         .collect();
     pieces.sort_unstable();
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + sink.carry_max());
-    // The virtual address just after the carried bytes.
+    let carry_max = sink.carry_max();
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(PIPELINE);
+    let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let stop = &stop;
+        let worker = scope.spawn(move || {
+            for c in rx {
+                sink.scanned((c.buf.len() - c.carry) as u64);
+                sink.feed(pid, comm, vmas, &c.buf, c.start, c.carry, c.contiguous);
+                if sink.done() {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+                let _ = back_tx.send(c.buf);
+            }
+            sink.flush(pid, comm, vmas);
+        });
+        let read = read_pieces(src, &pieces, carry_max, stop, &tx, &back_rx);
+        drop(tx);
+        if let Err(panic) = worker.join() {
+            std::panic::resume_unwind(panic);
+        }
+        read
+    })
+}
+
+/// The reading half of [`stream`].
+fn read_pieces(
+    src: &CheckpointSource,
+    pieces: &[(&str, u64, u64, u64)],
+    carry_max: usize,
+    stop: &AtomicBool,
+    tx: &mpsc::SyncSender<Chunk>,
+    back: &mpsc::Receiver<Vec<u8>>,
+) -> Result<(), InspectError> {
+    // The last bytes read, and the virtual address just after them.
+    let mut tail: Vec<u8> = Vec::with_capacity(carry_max);
     let mut carry_end: Option<u64> = None;
     let mut i = 0;
     while i < pieces.len() {
@@ -582,27 +636,39 @@ fn stream<S: Sink>(
             let mut at = vaddr;
             let mut left = len;
             while left > 0 {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
                 let contiguous = carry_end == Some(at);
                 if !contiguous {
-                    buf.clear();
+                    tail.clear();
                 }
+                let mut buf = back
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK + carry_max));
+                buf.clear();
+                buf.extend_from_slice(&tail);
                 let carry = buf.len();
                 let n = left.min(CHUNK as u64) as usize;
                 buf.resize(carry + n, 0);
                 r.read_exact(&mut buf[carry..]).map_err(err)?;
                 pos += n as u64;
                 left -= n as u64;
+                tail.clear();
+                tail.extend_from_slice(&buf[buf.len() - carry_max.min(buf.len())..]);
                 let start = at - carry as u64;
                 at += n as u64;
-                sink.scanned(n as u64);
-                sink.feed(pid, comm, vmas, &buf, start, carry, contiguous);
-                if sink.done() {
-                    sink.flush(pid, comm, vmas);
+                carry_end = Some(at);
+                let chunk = Chunk {
+                    buf,
+                    start,
+                    carry,
+                    contiguous,
+                };
+                if tx.send(chunk).is_err() {
+                    // The sink has enough.
                     return Ok(());
                 }
-                let keep = sink.carry_max().min(buf.len());
-                buf.drain(..buf.len() - keep);
-                carry_end = Some(at);
             }
         }
         if whole {
@@ -610,7 +676,6 @@ fn stream<S: Sink>(
             std::io::copy(&mut r, &mut std::io::sink()).map_err(err)?;
         }
     }
-    sink.flush(pid, comm, vmas);
     Ok(())
 }
 
@@ -862,7 +927,7 @@ pub fn strings(
 }
 
 /// Streams the memory of every live process `opts` selects into `sink`.
-fn each_process<S: Sink>(
+fn each_process<S: Sink + Send>(
     src: &CheckpointSource,
     opts: &SearchOptions,
     sink: &mut S,
