@@ -245,6 +245,10 @@ fn main() {
         });
         eprintln!("{row}");
         rows.push(row);
+        // For profiling: keep a copy of the archive (`REEL_BENCH_KEEP=DIR`).
+        if let Ok(keep) = std::env::var("REEL_BENCH_KEEP") {
+            fs::copy(&tar, Path::new(&keep).join(format!("search-{gib}.tar"))).unwrap();
+        }
         let _ = fs::remove_dir_all(&work);
     }
     let f = |v: &Value, p: usize| {

@@ -6,7 +6,7 @@
 //! the checkpoint does not hold are filled by what they were:
 //!
 //! * in anonymous memory (private or shared, memfds too) a page CRIU did not dump was never
-//!   written: zeros, written as zeros;
+//!   written: zeros (holes of the sparse output: no disk is spent on them);
 //! * in a file mapping a page CRIU did not dump is the file's, unmodified: left out (a hole of
 //!   the sparse output, which reads as zeros), unless a root directory is given, where the
 //!   file is read (at the mapping's offset) by its path as the process saw it, without
@@ -36,6 +36,8 @@ use crate::inspect::{CheckpointSource, MemoryIndex, SharedMemory, SourceOptions}
 
 /// Pages are copied in pieces of at most this many bytes.
 const COPY_BYTES: u64 = 8 << 20;
+/// The largest region written (holes included: they are hashed as zeros).
+pub const MAX_REGION_BYTES: u64 = 64 << 30;
 
 /// A range of the region and where its bytes came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -226,6 +228,15 @@ pub fn extract_region(
         )));
     };
     let region = format!("{:#x}-{:#x}", v.start, v.end);
+    if v.end <= v.start || v.end - v.start > MAX_REGION_BYTES {
+        return Err(EvidenceError::Unsupported {
+            checkpoint: cp,
+            what: format!(
+                "{region} is {} bytes: reel writes regions of 1 to {MAX_REGION_BYTES} bytes",
+                v.end.wrapping_sub(v.start)
+            ),
+        });
+    }
     if v.status & (VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
         return Err(EvidenceError::Unsupported {
             checkpoint: cp,
@@ -305,7 +316,8 @@ pub fn extract_region(
             return Ok(());
         }
         if !file_backed {
-            out.zeros(e - s).map_err(|x| io_err("writing", x))?;
+            // Never written: zeros, as a hole of the sparse file (they read as zeros).
+            out.hole(e - s).map_err(|x| io_err("writing", x))?;
             report.zero_filled += e - s;
             add_range(report, s, e, "zeros", String::new());
             return Ok(());
@@ -333,7 +345,7 @@ pub fn extract_region(
             Some(Ok(f)) => f,
         };
         // The file's bytes at the mapping's offset; past the file's end, a hole.
-        let offset = v.pgoff + (s - v.start);
+        let offset = v.pgoff.saturating_add(s - v.start);
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let want = e - s;
         let have = size.saturating_sub(offset).min(want);
@@ -352,7 +364,10 @@ pub fn extract_region(
                 done += n as u64;
             }
             // The rest of the file's last page reads as zeros in the process.
-            let page_end = (s + have).next_multiple_of(index.page_size()).min(e);
+            let page_end = (s + have)
+                .checked_next_multiple_of(index.page_size())
+                .unwrap_or(e)
+                .min(e);
             out.zeros(page_end - (s + have))
                 .map_err(|x| io_err("writing", x))?;
             report.from_rootfs += page_end - s;

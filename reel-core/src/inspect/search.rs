@@ -19,6 +19,7 @@ use std::sync::mpsc;
 
 use criu_sys::proto;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::load::{entries, first};
 use super::model::{FindingRow, MapRow};
@@ -546,7 +547,7 @@ impl Sink for Scan<'_> {
 }
 
 /// A chunk of memory on its way from the reader to the sink: `buf` starts at `start`, its first
-/// `carry` bytes were in the last chunk (`contiguous`), the `n` after them are new.
+/// `carry` bytes were in the last chunk (`contiguous`), the rest are new.
 struct Chunk {
     buf: Vec<u8>,
     start: u64,
@@ -554,11 +555,24 @@ struct Chunk {
     contiguous: bool,
 }
 
+/// What the reader sends the hasher.
+enum ToHasher {
+    /// Memory to hash (its new bytes) and pass on to the sink.
+    Chunk(Chunk),
+    /// Bytes of the member between pieces: hashed only.
+    Skipped(Vec<u8>),
+    /// The member is read again from its start (it is mapped twice): no digest for it.
+    Restart,
+    /// The member's end: check its digest when it was read whole, in order.
+    End { member: String, whole: bool },
+}
+
 /// Streams the pages of `pid` (its pages member, then each shared-memory pages member it
-/// maps), each member once in offset order, into `sink`. Two threads: this one reads (and
-/// hashes, and decompresses a `.tar.zst`), a scoped one feeds the sink, with at most
-/// [`PIPELINE`] chunks between them and their buffers reused; the reader stops when the sink
-/// has enough.
+/// maps), each member once in offset order, into `sink`, on three threads: this one reads
+/// (and decompresses a `.tar.zst`), a scoped one hashes each member whole and checks its
+/// digest against the manifest (when verifying), a third feeds the sink; at most [`PIPELINE`]
+/// chunks wait between two of them, and buffers are reused. The reader stops when the sink
+/// has enough or a digest does not match.
 fn stream<S: Sink + Send>(
     sink: &mut S,
     src: &CheckpointSource,
@@ -574,14 +588,28 @@ fn stream<S: Sink + Send>(
         .filter_map(|p| Some((p.member.as_str(), p.offset?, p.vaddr, p.len)))
         .collect();
     pieces.sort_unstable();
+    // Pieces that follow each other both in the member and in memory are read as one (CRIU
+    // writes a large region as many runs): chunks stay whole.
+    let mut merged: Vec<(&str, u64, u64, u64)> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match merged.last_mut() {
+            Some(last) if last.0 == p.0 && last.1 + last.3 == p.1 && last.2 + last.3 == p.2 => {
+                last.3 += p.3
+            }
+            _ => merged.push(p),
+        }
+    }
+    let pieces = merged;
     let carry_max = sink.carry_max();
+    let hashing = src.wants_digest();
     let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::sync_channel::<Chunk>(PIPELINE);
+    let (to_hasher, hasher_rx) = mpsc::sync_channel::<ToHasher>(PIPELINE);
+    let (to_sink, sink_rx) = mpsc::sync_channel::<Chunk>(PIPELINE);
     let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
         let stop = &stop;
-        let worker = scope.spawn(move || {
-            for c in rx {
+        let scanner = scope.spawn(move || {
+            for c in sink_rx {
                 sink.scanned((c.buf.len() - c.carry) as u64);
                 sink.feed(pid, comm, vmas, &c.buf, c.start, c.carry, c.contiguous);
                 if sink.done() {
@@ -592,12 +620,47 @@ fn stream<S: Sink + Send>(
             }
             sink.flush(pid, comm, vmas);
         });
-        let read = read_pieces(src, &pieces, carry_max, stop, &tx, &back_rx);
-        drop(tx);
-        if let Err(panic) = worker.join() {
+        let hasher = scope.spawn(move || -> Result<(), InspectError> {
+            let mut h = Sha256::new();
+            for m in hasher_rx {
+                match m {
+                    ToHasher::Chunk(c) => {
+                        if hashing {
+                            h.update(&c.buf[c.carry..]);
+                        }
+                        if to_sink.send(c).is_err() {
+                            break;
+                        }
+                    }
+                    ToHasher::Skipped(b) => {
+                        if hashing {
+                            h.update(&b);
+                        }
+                    }
+                    ToHasher::Restart => h = Sha256::new(),
+                    ToHasher::End { member, whole } => {
+                        let digest = hex::encode(std::mem::take(&mut h).finalize());
+                        if hashing && whole {
+                            if let Err(e) = src.check_member_digest(&member, digest) {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        let read = read_pieces(src, &pieces, carry_max, hashing, stop, &to_hasher, &back_rx);
+        drop(to_hasher);
+        let hashed = match hasher.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Err(panic) = scanner.join() {
             std::panic::resume_unwind(panic);
         }
-        read
+        hashed.and(read)
     })
 }
 
@@ -606,13 +669,34 @@ fn read_pieces(
     src: &CheckpointSource,
     pieces: &[(&str, u64, u64, u64)],
     carry_max: usize,
+    hashing: bool,
     stop: &AtomicBool,
-    tx: &mpsc::SyncSender<Chunk>,
+    tx: &mpsc::SyncSender<ToHasher>,
     back: &mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), InspectError> {
     // The last bytes read, and the virtual address just after them.
     let mut tail: Vec<u8> = Vec::with_capacity(carry_max);
     let mut carry_end: Option<u64> = None;
+    // Reads `n` bytes that are not memory: hashed when verifying, else dropped. False when
+    // the hasher is gone.
+    let skip = |r: &mut dyn Read, n: u64, member: &str| -> Result<bool, InspectError> {
+        let err = |e| src.member_err(member, e);
+        if !hashing {
+            std::io::copy(&mut r.take(n), &mut std::io::sink()).map_err(err)?;
+            return Ok(true);
+        }
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(CHUNK as u64) as usize;
+            let mut b = vec![0u8; k];
+            r.read_exact(&mut b).map_err(err)?;
+            left -= k as u64;
+            if tx.send(ToHasher::Skipped(b)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
     let mut i = 0;
     while i < pieces.len() {
         let member = pieces[i].0;
@@ -620,18 +704,24 @@ fn read_pieces(
         let group = &pieces[i..i + n_member];
         i += n_member;
         let err = |e| src.member_err(member, e);
-        let mut r = src.reader(member)?;
+        let size = src.member(member).map(|m| m.size).unwrap_or(0);
+        let mut r = src.reader_unhashed(member)?;
         let mut pos = 0u64;
-        // Reads the member to its end when every piece was read in order (it is then
-        // checked against the manifest); a member mapped twice is read again from the start.
+        // The member's digest is checked when every piece was read in order and the member
+        // then to its end; a member mapped twice is read again from its start.
         let mut whole = true;
         for &(_, off, vaddr, len) in group {
             if off < pos {
-                r = src.reader(member)?;
+                r = src.reader_unhashed(member)?;
                 pos = 0;
                 whole = false;
+                if tx.send(ToHasher::Restart).is_err() {
+                    return Ok(());
+                }
             }
-            std::io::copy(&mut (&mut r).take(off - pos), &mut std::io::sink()).map_err(err)?;
+            if !skip(&mut r, off - pos, member)? {
+                return Ok(());
+            }
             pos = off;
             let mut at = vaddr;
             let mut left = len;
@@ -665,15 +755,23 @@ fn read_pieces(
                     carry,
                     contiguous,
                 };
-                if tx.send(chunk).is_err() {
-                    // The sink has enough.
+                if tx.send(ToHasher::Chunk(chunk)).is_err() {
                     return Ok(());
                 }
             }
         }
-        if whole {
+        if whole && hashing {
             // To the end, so the member is checked against the manifest.
-            std::io::copy(&mut r, &mut std::io::sink()).map_err(err)?;
+            if !skip(&mut r, size.saturating_sub(pos), member)? {
+                return Ok(());
+            }
+        }
+        let end = ToHasher::End {
+            member: member.to_string(),
+            whole,
+        };
+        if tx.send(end).is_err() {
+            return Ok(());
         }
     }
     Ok(())

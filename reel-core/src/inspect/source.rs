@@ -353,9 +353,31 @@ impl CheckpointSource {
             name: m.name,
             size: m.size,
             read: 0,
-            hasher: Some(Sha256::new()),
+            // Without a manifest there is nothing to check a digest against.
+            hasher: self.manifest.is_some().then(Sha256::new),
             inner,
         })
+    }
+
+    /// The member `name` as a stream its caller hashes itself (on another thread, so hashing
+    /// and reading overlap): the caller gives the SHA-256 of the whole member to
+    /// [`CheckpointSource::check_member_digest`] when [`CheckpointSource::wants_digest`].
+    pub fn reader_unhashed(&self, name: &str) -> Result<MemberReader<'_>, InspectError> {
+        let mut r = self.reader(name)?;
+        r.hasher = None;
+        Ok(r)
+    }
+
+    /// Whether members read whole are to be hashed and checked: there is a manifest and
+    /// verification is on.
+    pub fn wants_digest(&self) -> bool {
+        self.manifest.is_some() && self.verify
+    }
+
+    /// Checks the SHA-256 (hex) of the whole member `name` against the manifest, as a
+    /// [`MemberReader`] does at its end, and records it.
+    pub fn check_member_digest(&self, name: &str, sha256: String) -> Result<(), InspectError> {
+        self.check_digest(name, sha256)
     }
 
     /// The member `name` as a seekable stream, for readers that only need parts of it (the
