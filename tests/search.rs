@@ -473,6 +473,36 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
         "{err}"
     );
 
+    // A pages member changed after the checkpoint: the search says so (exit 1), as it
+    // hashes every member it reads whole; --no-verify searches it anyway.
+    let tampered = scratch.join("tampered.tar");
+    fs::copy(&stored, &tampered).unwrap();
+    let at = {
+        let mut a = tar::Archive::new(fs::File::open(&tampered).unwrap());
+        let e = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| {
+                let p = e.path().unwrap().to_string_lossy().into_owned();
+                p.starts_with("checkpoint/pages-") && e.size() > 8192
+            })
+            .unwrap();
+        e.raw_file_position() + e.size() - 4000
+    };
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new().write(true).open(&tampered).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(b"\xff\x00\xff").unwrap();
+    }
+    let t = tampered.to_str().unwrap();
+    let (out, _) = search(&reel, t, "NO-SUCH-MARKER-31337", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not match the manifest"), "{err}");
+    none(&reel, t, "NO-SUCH-MARKER-31337", &["--no-verify"]);
+
     // An ordinary process: no memory findings.
     let _ = kit::programs::program("counter");
     let pod2 = kit::unique_name("srch");
