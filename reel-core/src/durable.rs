@@ -505,7 +505,7 @@ impl Direct {
     /// Leaves a hole of `n` bytes: what is buffered is written, then the offset moves on.
     fn skip(&mut self, n: u64) -> io::Result<()> {
         if self.len > 0 {
-            if self.direct && self.len % ALIGN != 0 {
+            if self.direct && !self.len.is_multiple_of(ALIGN) {
                 self.buffered()?;
             }
             self.write_block()?;
