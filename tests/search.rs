@@ -233,6 +233,21 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
 
     assert_markers(&reel, &id, &m);
 
+    // The manifest records the page size the pagemaps count in.
+    let manifest: Value = {
+        let mut a = tar::Archive::new(fs::File::open(&stored).unwrap());
+        let mut e = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some("reel-manifest.json"))
+            .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(manifest["page_size"], 4096, "{manifest}");
+
     // Filters.
     none(&reel, &id, SECRET, &["--region", "stack"]);
     none(&reel, &id, SECRET, &["--region", "file"]);
