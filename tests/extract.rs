@@ -835,3 +835,242 @@ fn an_elf_core_opens_in_gdb_with_threads_registers_and_memory() {
         assert!(text.contains(m), "x/s did not print {m:?}:\n{text}");
     }
 }
+
+/// The markers' addresses (and `pid`), from tests/programs/markers.c's status file.
+fn wait_markers(status: &Path) -> std::collections::BTreeMap<String, u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = fs::read_to_string(status) {
+            return t
+                .lines()
+                .map(|line| {
+                    let (k, v) = line.split_once(' ').unwrap();
+                    let v = match v.strip_prefix("0x") {
+                        Some(h) => u64::from_str_radix(h, 16).unwrap(),
+                        None => v.parse().unwrap(),
+                    };
+                    (k.to_string(), v)
+                })
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "markers never wrote its status");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn hexnum(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// The start of a region report's `region`.
+fn region_start(v: &Value) -> u64 {
+    hexnum(v["region"].as_str().unwrap().split('-').next().unwrap())
+}
+
+/// `reel extract checkpoint --pid N --region 0xADDR --to FILE` on a real checkpoint of
+/// markers.c: shared anonymous memory and a memfd (pages from CRIU's shared-memory images,
+/// never-written pages zeros), the heap, and the patched text page of its own executable (the
+/// dumped page as written; the unmodified pages left out, or read from a root directory
+/// holding the executable); an existing FILE refused unless --force.
+#[test]
+fn a_region_comes_out_with_its_holes_said() {
+    kit::require_root();
+    let markers = kit::programs::program("markers");
+    let status = tempfile::Builder::new()
+        .prefix("region-status.")
+        .tempdir_in(kit::test_dir())
+        .unwrap();
+    let ns = kit::unique_name("ns");
+    let pod = kit::unique_name("region");
+    let bundle = BundleBuilder::new(&pod)
+        .containerd_pod(&ns, &pod, "app")
+        .bind(status.path(), "/status", false)
+        .args(&restore::detached_stdio(&[
+            "/bin/markers",
+            "/status/status",
+        ]))
+        .build();
+    let container = kit::run_oci(Oci::Runc, None, bundle);
+    let m = wait_markers(&status.path().join("status"));
+    let reel = Reel::new("region");
+    let id = reel.create_ok(&ns, &pod, None, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(container);
+    let pid = m["pid"].to_string();
+    let out = reel.scratch("regions");
+    let region = |addr: u64, to: &Path, extra: &[&str]| -> Output {
+        let a = format!("{addr:#x}");
+        let mut args = vec![
+            "extract",
+            "checkpoint",
+            &id,
+            "--pid",
+            &pid,
+            "--region",
+            &a,
+            "--to",
+            to.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        reel.run(&args)
+    };
+    let ok = |addr: u64, to: &Path, extra: &[&str]| -> Value {
+        let mut e = vec!["-o", "json"];
+        e.extend(extra);
+        let v = json_ok(&region(addr, to, &e));
+        eprintln!("region {addr:#x}: {v}");
+        v
+    };
+
+    // Shared anonymous memory: three pages, the second written.
+    let to = out.join("shared");
+    let v = ok(m["shared"], &to, &[]);
+    let data = fs::read(&to).unwrap();
+    assert_eq!(data.len(), 3 * 4096);
+    assert_eq!(v["bytes"], 3 * 4096);
+    assert_eq!(v["dumped"], 4096, "{v}");
+    assert_eq!(v["zero_filled"], 2 * 4096, "{v}");
+    assert_eq!(v["left_out"], 0, "{v}");
+    assert_eq!(&data[4096 + 100..4096 + 118], b"SHARED-MARKER-7c2a");
+    assert!(data[..4096].iter().all(|&b| b == 0) && data[8192..].iter().all(|&b| b == 0));
+    assert_eq!(
+        fs::metadata(&to).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let sha = kit::sha256_hex(&data);
+    assert_eq!(v["sha256"], sha);
+
+    // An existing FILE is refused (exit 1, untouched), replaced with --force.
+    fs::write(&to, b"earlier").unwrap();
+    let o = region(m["shared"], &to, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("already exists"), "{}", text(&o));
+    assert_eq!(fs::read(&to).unwrap(), b"earlier");
+    ok(m["shared"], &to, &["--force"]);
+    assert_eq!(fs::read(&to).unwrap(), data);
+
+    // A memfd mapping: two pages, the first written.
+    let to = out.join("memfd");
+    let v = ok(m["memfd"], &to, &[]);
+    assert_eq!(v["path"], "memfd:markers-memfd");
+    assert_eq!(v["perms"], "rw-s");
+    let data = fs::read(&to).unwrap();
+    let at = (m["memfd"] - region_start(&v)) as usize;
+    assert_eq!(&data[at..at + 17], b"MEMFD-MARKER-3b9e");
+
+    // The heap: the secret at its offset.
+    let to = out.join("heap");
+    let v = ok(m["heap"], &to, &[]);
+    assert_eq!(v["path"], "[heap]");
+    let start = region_start(&v);
+    let data = fs::read(&to).unwrap();
+    let at = (m["heap"] - start) as usize;
+    assert_eq!(&data[at..at + 20], b"REEL-SECRET-5f1d9c3e");
+    assert_eq!(v["left_out"], 0, "{v}");
+
+    // Its own code: the patched page as written (int3), a VMA of its own since mprotect.
+    let to = out.join("patched");
+    let v = ok(m["text"], &to, &[]);
+    assert_eq!(v["path"], "/bin/markers");
+    let data = fs::read(&to).unwrap();
+    assert_eq!(data[(m["text"] - region_start(&v)) as usize], 0xcc);
+    // The code after it: its unmodified pages are the executable's, left out as holes.
+    let code = m["text"] + 4096;
+    let to = out.join("text");
+    let v = ok(code, &to, &[]);
+    assert_eq!(v["path"], "/bin/markers");
+    assert!(v["perms"].as_str().unwrap().contains('x'), "{v}");
+    let start = region_start(&v);
+    assert!(v["left_out"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["from_rootfs"], 0);
+    assert_eq!(
+        fs::metadata(&to).unwrap().len(),
+        v["bytes"].as_u64().unwrap()
+    );
+    assert!(
+        v["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["source"] == "left-out" && r["note"].as_str().unwrap().contains("--rootfs")),
+        "{v}"
+    );
+    // The table says it too.
+    let to2 = out.join("text-table");
+    let o = region(code, &to2, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("left-out") && text(&o).contains("left out as holes"),
+        "{}",
+        text(&o)
+    );
+
+    // With a root holding the executable: the unmodified pages are the file's bytes.
+    let root = out.join("root");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::copy(&markers, root.join("bin/markers")).unwrap();
+    let exe = fs::read(&markers).unwrap();
+    let to = out.join("text-rootfs");
+    let v = ok(code, &to, &["--rootfs", root.to_str().unwrap()]);
+    let data = fs::read(&to).unwrap();
+    assert!(v["from_rootfs"].as_u64().unwrap() > 0, "{v}");
+    let pgoff = v["file_offset"].as_u64().unwrap();
+    let mut checked = 0;
+    for r in v["ranges"].as_array().unwrap() {
+        let (s, e) = r["range"].as_str().unwrap().split_once('-').unwrap();
+        let (s, e) = (hexnum(s) - start, hexnum(e) - start);
+        if r["source"] == "rootfs" {
+            let (s, e) = (s as usize, e as usize);
+            let f = pgoff as usize + s;
+            let n = (e - s).min(exe.len().saturating_sub(f));
+            assert_eq!(&data[s..s + n], &exe[f..f + n], "{r}");
+            checked += n;
+        }
+    }
+    assert!(checked > 0);
+    // A root without it: said, left out.
+    let empty = out.join("empty-root");
+    fs::create_dir_all(&empty).unwrap();
+    let v = ok(
+        code,
+        &out.join("text-empty"),
+        &["--rootfs", empty.to_str().unwrap()],
+    );
+    assert_eq!(v["from_rootfs"], 0);
+    assert!(
+        v["ranges"].to_string().contains("not read from the root"),
+        "{v}"
+    );
+
+    // Bad input.
+    let o = region(0x10, &out.join("none"), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no region holding 0x10"), "{}", text(&o));
+    let o = reel.run(&[
+        "extract",
+        "checkpoint",
+        &id,
+        "--pid",
+        &pid,
+        "--region",
+        "zz",
+        "--to",
+        out.join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = reel.run(&[
+        "extract",
+        "checkpoint",
+        &id,
+        "--pid",
+        "999999",
+        "--region",
+        "0x1000",
+        "--to",
+        out.join("y").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(!out.join("none").exists() && !out.join("y").exists());
+}

@@ -19,6 +19,8 @@ const SECRET: &str = "REEL-SECRET-5f1d9c3e";
 const STACK_HEX: &str = "c0 ff ee 11 22 33 44 55 66 77 88 99 aa bb cc dd";
 const STRADDLE: &str = "STRADDLE-MARKER-0042";
 const RWX: &str = "RWX-PAYLOAD-9e8d";
+const SHARED: &str = "SHARED-MARKER-7c2a";
+const MEMFD: &str = "MEMFD-MARKER-3b9e";
 
 /// The markers' addresses (and `pid`), from the workload's status file.
 fn wait_markers(status: &Path) -> BTreeMap<String, u64> {
@@ -135,6 +137,65 @@ fn assert_markers(reel: &Reel, cp: &str, m: &BTreeMap<String, u64>) {
         "ignore case",
     );
     assert_eq!(addr(&h), m["heap"]);
+
+    // Shared memory: its pages are in CRIU's shared-memory images, reached through the VMA.
+    let h = one(
+        hits(reel, cp, SHARED, &[]),
+        "MAP_SHARED|MAP_ANONYMOUS marker",
+    );
+    assert_eq!(addr(&h), m["shared"]);
+    assert_eq!(h["perms"], "rw-s", "{h}");
+    assert_eq!(h["offset"], 4096 + 100, "{h}");
+    let h2 = one(
+        hits(reel, cp, SHARED, &["--region", "shared"]),
+        "shared region",
+    );
+    assert_eq!(h, h2);
+    none(reel, cp, SHARED, &["--region", "heap"]);
+    let h = one(hits(reel, cp, MEMFD, &[]), "memfd marker");
+    assert_eq!(addr(&h), m["memfd"]);
+    assert_eq!(h["perms"], "rw-s", "{h}");
+    assert_eq!(h["path"], "memfd:markers-memfd", "{h}");
+
+    // --strings: the secret on the heap and the shared marker, at their addresses.
+    let pid_s = pid.to_string();
+    let v = strings(reel, cp, &["--pid", &pid_s, "--min-len", "12"]);
+    let list = v["strings"].as_array().unwrap();
+    let at = |a: u64| list.iter().find(|s| addr(s) == a);
+    let s = at(m["heap"]).unwrap_or_else(|| panic!("no string at the secret: {v}"));
+    assert_eq!(s["string"], SECRET, "{s}");
+    assert_eq!(s["len"], SECRET.len(), "{s}");
+    assert_eq!(s["path"], "[heap]", "{s}");
+    let s = at(m["shared"]).unwrap_or_else(|| panic!("no string at the shared marker: {v}"));
+    assert_eq!(s["string"], SHARED, "{s}");
+    assert!(list
+        .iter()
+        .all(|s| s["len"].as_u64().unwrap() >= 12 && s["pid"] == pid));
+    // The straddling marker is one string across the page boundary.
+    let s = at(m["straddle"]).unwrap_or_else(|| panic!("no string at the straddle: {v}"));
+    assert_eq!(s["string"], STRADDLE, "{s}");
+}
+
+/// The JSON of a `--strings` listing that must find something.
+fn strings(reel: &Reel, cp: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["search", "checkpoint", cp, "--strings", "-o", "json"];
+    args.extend(extra);
+    let t = Instant::now();
+    let out = reel.run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "--strings {extra:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "--strings {extra:?}: {} strings, {} bytes scanned in {:.3}s",
+        v["count"],
+        v["bytes_scanned"],
+        t.elapsed().as_secs_f64()
+    );
+    v
 }
 
 fn hex(b: &[u8]) -> String {
@@ -172,6 +233,21 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
 
     assert_markers(&reel, &id, &m);
 
+    // The manifest records the page size the pagemaps count in.
+    let manifest: Value = {
+        let mut a = tar::Archive::new(fs::File::open(&stored).unwrap());
+        let mut e = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some("reel-manifest.json"))
+            .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(manifest["page_size"], 4096, "{manifest}");
+
     // Filters.
     none(&reel, &id, SECRET, &["--region", "stack"]);
     none(&reel, &id, SECRET, &["--region", "file"]);
@@ -197,6 +273,64 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
     assert!(v["hits"].as_array().unwrap().is_empty());
     let v = hits(&reel, &id, "R", &["--max-hits", "2"]);
     assert_eq!(v.len(), 2);
+
+    // --strings: filters and bounds as search's.
+    let v = strings(&reel, &id, &["--region", "shared", "--min-len", "8"]);
+    let list = v["strings"].as_array().unwrap();
+    assert!(!list.is_empty());
+    assert!(
+        list.iter()
+            .all(|s| s["perms"].as_str().unwrap().ends_with('s')),
+        "{v}"
+    );
+    let v = strings(
+        &reel,
+        &id,
+        &[
+            "--address",
+            &format!("{:#x}-{:#x}", m["heap"], m["heap"] + 1),
+        ],
+    );
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["strings"][0]["string"], SECRET);
+    let v = strings(&reel, &id, &["--max-hits", "3"]);
+    assert_eq!(v["strings"].as_array().unwrap().len(), 3);
+    assert_eq!(v["truncated"], true);
+    let v = strings(&reel, &id, &["--count"]);
+    assert!(v["count"].as_u64().unwrap() > 3, "{v}");
+    assert!(v["strings"].as_array().unwrap().is_empty());
+    let out = reel.run(&[
+        "search",
+        "checkpoint",
+        &id,
+        "--strings",
+        "--pid",
+        &pid,
+        "--min-len",
+        "18",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.starts_with("PID") && t.contains(SECRET) && t.contains(&format!("{:#x}", m["heap"])),
+        "{t}"
+    );
+    for bad in [
+        vec!["--strings", "PATTERN"],
+        vec!["--strings", "--regex"],
+        vec!["--strings", "--min-len", "0"],
+        vec!["--min-len", "4", "X"],
+    ] {
+        let mut args = vec!["search", "checkpoint", &id];
+        args.extend(&bad);
+        let out = reel.run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Nothing found: exit 3; bad input: exit 2, said; no such process: exit 1.
     none(&reel, &id, "NO-SUCH-MARKER-31337", &[]);
@@ -245,6 +379,12 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
     let heap = maps.iter().find(|r| within(r, m["heap"])).unwrap();
     assert_eq!(heap["path"], "[heap]");
     assert!(heap["pages_dumped"].as_u64().unwrap() >= 1);
+    for (what, kind) in [("shared", "anon"), ("memfd", "file")] {
+        let r = maps.iter().find(|r| within(r, m[what])).unwrap();
+        assert_eq!(r["perms"], "rw-s", "{r}");
+        assert_eq!(r["pages_dumped"], 1, "{what}: {r}");
+        assert_eq!(r["kind"], kind, "{r}");
+    }
     let stack = maps.iter().find(|r| within(r, m["stack"])).unwrap();
     assert_eq!(stack["kind"], "thread-stack", "{stack}");
     let findings = v["findings"].as_array().unwrap();
@@ -347,6 +487,36 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
         err.contains("pages-") && err.contains("truncated or the pagemap is wrong"),
         "{err}"
     );
+
+    // A pages member changed after the checkpoint: the search says so (exit 1), as it
+    // hashes every member it reads whole; --no-verify searches it anyway.
+    let tampered = scratch.join("tampered.tar");
+    fs::copy(&stored, &tampered).unwrap();
+    let at = {
+        let mut a = tar::Archive::new(fs::File::open(&tampered).unwrap());
+        let e = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| {
+                let p = e.path().unwrap().to_string_lossy().into_owned();
+                p.starts_with("checkpoint/pages-") && e.size() > 8192
+            })
+            .unwrap();
+        e.raw_file_position() + e.size() - 4000
+    };
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new().write(true).open(&tampered).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(b"\xff\x00\xff").unwrap();
+    }
+    let t = tampered.to_str().unwrap();
+    let (out, _) = search(&reel, t, "NO-SUCH-MARKER-31337", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not match the manifest"), "{err}");
+    none(&reel, t, "NO-SUCH-MARKER-31337", &["--no-verify"]);
 
     // An ordinary process: no memory findings.
     let _ = kit::programs::program("counter");

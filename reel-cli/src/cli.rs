@@ -101,8 +101,16 @@ pub enum SearchNoun {
 pub struct SearchCheckpoint {
     /// The checkpoint: a stored id, an archive file or an unpacked directory.
     pub checkpoint: String,
-    /// What to look for (a literal unless --regex, --hex or --utf16).
-    pub pattern: String,
+    /// What to look for (a literal unless --regex, --hex or --utf16); not with --strings.
+    #[arg(required_unless_present = "strings")]
+    pub pattern: Option<String>,
+    /// List the printable strings (ASCII, space, tab) of at least --min-len bytes instead, per
+    /// process, with their address and region, like `strings -t x`.
+    #[arg(long, conflicts_with_all = ["pattern", "regex", "hex", "utf16", "ignore_case", "context"])]
+    pub strings: bool,
+    /// The shortest string --strings lists (default 6).
+    #[arg(long, value_name = "N")]
+    pub min_len: Option<usize>,
     /// The pattern is a regular expression over bytes (Unicode off: `.` is any byte).
     #[arg(long, conflicts_with_all = ["hex", "utf16"])]
     pub regex: bool,
@@ -595,29 +603,40 @@ pub struct VerifyCheckpoint {
 #[derive(Debug, Subcommand)]
 pub enum ExtractNoun {
     /// Write evidence a checkpoint holds to new files (never over existing ones): --rootfs DIR,
-    /// --file PID:FD --to FILE, or --pid N --core FILE.
+    /// --file PID:FD --to FILE, --pid N --core FILE, or --pid N --region 0xADDR --to FILE.
     #[command(visible_alias = "checkpoints", visible_alias = "cp")]
     Checkpoint(ExtractCheckpoint),
 }
 
-/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE | --pid N --core FILE)`.
+/// `reel extract checkpoint ID|PATH (--rootfs DIR | --file PID:FD --to FILE | --pid N --core FILE
+/// | --pid N --region 0xADDR --to FILE [--rootfs DIR])`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["rootfs", "file", "core"])))]
+#[command(group(ArgGroup::new("what").required(true).multiple(true).args(["rootfs", "file", "core", "region"])))]
 pub struct ExtractCheckpoint {
     /// A stored checkpoint's id, an archive (.tar, .tar.zst) or an unpacked checkpoint directory.
     pub checkpoint: String,
     /// Unpack the rootfs diff into DIR (new or empty): nothing leaves DIR, symlinks are never
     /// followed, no device node is made, setuid/setgid bits are stripped, deletions are
-    /// reported, not applied.
+    /// reported, not applied. With --region: the root to read the unmodified pages of a file
+    /// mapping from (by the path the process saw, never leaving DIR).
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// The memory region (VMA) of process --pid holding this address, to --to FILE: its dumped
+    /// pages; anonymous pages never written are zeros, unmodified pages of a file mapping are
+    /// left out (holes) unless --rootfs DIR has the file.
+    #[arg(long, value_name = "0xADDR", requires_all = ["pid", "to"])]
+    pub region: Option<String>,
+    /// With --region: replace FILE if it exists (otherwise refused).
+    #[arg(long, requires = "region")]
+    pub force: bool,
     /// The contents of a deleted-but-open file or a memfd that process PID held as FD.
     #[arg(long, value_name = "PID:FD", requires = "to")]
     pub file: Option<String>,
-    /// Where --file writes (a new file, mode 0600).
+    /// Where --file and --region write (a new file, mode 0600).
     #[arg(long, value_name = "FILE")]
     pub to: Option<PathBuf>,
-    /// The process (pid as the container saw it) whose ELF core --core writes.
+    /// The process (pid as the container saw it) whose ELF core --core or region --region
+    /// writes.
     #[arg(long, value_name = "N")]
     pub pid: Option<u32>,
     /// Write an ELF core of process --pid to FILE (a new file, mode 0600), for gdb.

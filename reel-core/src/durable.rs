@@ -14,7 +14,7 @@
 //! Permissions are always set explicitly, never left to the umask.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -290,12 +290,22 @@ pub struct DurableFile {
 impl DurableFile {
     /// Creates the temp file for `path`. Fails if `path` exists or its directory does not.
     pub fn create(path: &Path) -> Result<DurableFile, DurableError> {
+        DurableFile::create_inner(path, false)
+    }
+
+    /// [`DurableFile::create`] for a file that [`DurableFile::commit_replacing`] puts in place
+    /// of whatever `path` holds (an explicit `--force`).
+    pub fn create_replacing(path: &Path) -> Result<DurableFile, DurableError> {
+        DurableFile::create_inner(path, true)
+    }
+
+    fn create_inner(path: &Path, replacing: bool) -> Result<DurableFile, DurableError> {
         let dir = parent_dir(path);
         let name = file_name(path).map_err(|e| DurableError::io("naming", path, e))?;
         if !dir.is_dir() {
             return Err(DurableError::NoDirectory { path: dir });
         }
-        if exists(path) {
+        if !replacing && exists(path) {
             return Err(DurableError::Exists {
                 path: path.to_owned(),
             });
@@ -329,11 +339,33 @@ impl DurableFile {
         &self.final_path
     }
 
+    /// Leaves `n` bytes unwritten (a hole of a sparse file, read as zeros) at the current end.
+    pub fn skip(&mut self, n: u64) -> io::Result<()> {
+        match self.out.as_mut() {
+            Some(o) => o.skip(n),
+            None => Err(io::Error::other("already committed")),
+        }
+    }
+
     /// Makes the file durable and visible: writes what is buffered, syncs it, writes the
     /// sidecar `<path>.sha256` with `sidecar` as its content (when given) the same way, then
     /// renames the temp file into place without replacing anything (the commit point) and
     /// syncs the directory. On failure nothing is left at the final names.
-    pub fn commit(mut self, sidecar: Option<(&Path, &[u8])>) -> Result<(), DurableError> {
+    pub fn commit(self, sidecar: Option<(&Path, &[u8])>) -> Result<(), DurableError> {
+        self.commit_inner(sidecar, false)
+    }
+
+    /// [`DurableFile::commit`] without a sidecar, replacing what `path` holds (a file, or a
+    /// symlink itself, never its target; a directory is refused by the rename).
+    pub fn commit_replacing(self) -> Result<(), DurableError> {
+        self.commit_inner(None, true)
+    }
+
+    fn commit_inner(
+        mut self,
+        sidecar: Option<(&Path, &[u8])>,
+        replace: bool,
+    ) -> Result<(), DurableError> {
         let out = self
             .out
             .take()
@@ -347,7 +379,12 @@ impl DurableFile {
         if let Some((path, content)) = sidecar {
             write_new(path, content)?;
         }
-        if let Err(e) = rename_noreplace(&self.temp, &self.final_path) {
+        let renamed = if replace {
+            fs::rename(&self.temp, &self.final_path)
+        } else {
+            rename_noreplace(&self.temp, &self.final_path)
+        };
+        if let Err(e) = renamed {
             // Our sidecar must not describe someone else's file.
             if let Some((path, _)) = sidecar {
                 if let Err(e) = fs::remove_file(path) {
@@ -465,13 +502,31 @@ impl Direct {
         Ok(())
     }
 
-    /// Writes what is left (through the page cache: it need not be aligned) and returns the file.
+    /// Leaves a hole of `n` bytes: what is buffered is written, then the offset moves on.
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        if self.len > 0 {
+            if self.direct && !self.len.is_multiple_of(ALIGN) {
+                self.buffered()?;
+            }
+            self.write_block()?;
+        }
+        let n = i64::try_from(n).map_err(|_| io::Error::other("a hole too large"))?;
+        self.file.seek(SeekFrom::Current(n))?;
+        Ok(())
+    }
+
+    /// Writes what is left (through the page cache: it need not be aligned) and returns the file
+    /// (as long as what was written and skipped: a trailing hole counts).
     fn finish(mut self) -> io::Result<File> {
         if self.len > 0 {
             if self.direct {
                 self.buffered()?;
             }
             self.write_block()?;
+        }
+        let end = self.file.stream_position()?;
+        if self.file.metadata()?.len() < end {
+            self.file.set_len(end)?;
         }
         Ok(self.file)
     }

@@ -82,6 +82,7 @@ fn fields(id: &str) -> ManifestFields {
             ("manage_cgroups_mode".to_owned(), serde_json::json!("soft")),
         ]),
         rootfs_layers: None,
+        page_size: Some(4096),
         method: None,
     }
 }

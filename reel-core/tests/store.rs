@@ -72,6 +72,7 @@ fn checkpoint(store: &Store, namespace: &str, pod: &str, created: DateTime<Utc>)
             criu_frozen_time_us: Some(42),
             dump_options: BTreeMap::new(),
             rootfs_layers: None,
+            page_size: None,
             method: None,
         })
         .expect("finish");

@@ -14,6 +14,10 @@
  *   rwx       RWX-PAYLOAD-9e8d followed by c3 in an anonymous region mapped read-write-exec;
  *   text      the first byte of its own function patched() made int3 (mprotect rwx, write,
  *             mprotect r-x back);
+ *   shared    SHARED-MARKER-7c2a at offset 100 of the second page of a three-page
+ *             MAP_SHARED|MAP_ANONYMOUS region (its pages are in CRIU's shared-memory images);
+ *   memfd     MEMFD-MARKER-3b9e at offset 300 of the first page of a two-page MAP_SHARED
+ *             mapping of a memfd (its pages too); the descriptor stays open;
  * then writes "NAME 0xADDRESS" lines, one per marker, and "pid N" to STATUS (tmp + rename)
  * and sleeps. No marker is a literal in the binary: each is decoded (XOR 0x5a) where it goes.
  *
@@ -46,6 +50,13 @@ static const unsigned char RWX[] = { 0x08, 0x0d, 0x02, 0x77, 0x0a, 0x1b, 0x03, 0
 /* c0 ff ee 11 22 33 44 55 66 77 88 99 aa bb cc dd ^ 0x5a */
 static const unsigned char STACKPAT[] = { 0x9a, 0xa5, 0xb4, 0x4b, 0x78, 0x69, 0x1e, 0x0f,
 					  0x3c, 0x2d, 0xd2, 0xc3, 0xf0, 0xe1, 0x96, 0x87 };
+
+/* "SHARED-MARKER-7c2a" ^ 0x5a */
+static const unsigned char SHARED[] = { 0x09, 0x12, 0x1b, 0x08, 0x1f, 0x1e, 0x77, 0x17, 0x1b,
+					0x08, 0x11, 0x1f, 0x08, 0x77, 0x6d, 0x39, 0x68, 0x3b };
+/* "MEMFD-MARKER-3b9e" ^ 0x5a */
+static const unsigned char MEMFD[] = { 0x17, 0x1f, 0x17, 0x1c, 0x1e, 0x77, 0x17, 0x1b, 0x08,
+				       0x11, 0x1f, 0x08, 0x77, 0x69, 0x38, 0x63, 0x3f };
 
 static volatile uintptr_t stack_addr;
 
@@ -129,6 +140,22 @@ int main(int argc, char **argv)
 	if (mprotect(tpage, PAGE, PROT_READ | PROT_EXEC))
 		die("mprotect text r-x");
 
+	unsigned char *shared =
+		mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED)
+		die("mmap shared");
+	decode(shared + PAGE + 100, SHARED, sizeof SHARED);
+
+	int mfd = memfd_create("markers-memfd", 0);
+	if (mfd < 0)
+		die("memfd_create");
+	if (ftruncate(mfd, 2 * PAGE))
+		die("ftruncate memfd");
+	unsigned char *mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (mem == MAP_FAILED)
+		die("mmap memfd");
+	decode(mem + 300, MEMFD, sizeof MEMFD);
+
 	pthread_t th;
 	if (pthread_create(&th, NULL, stack_thread, NULL))
 		die("pthread_create");
@@ -148,6 +175,8 @@ int main(int argc, char **argv)
 	fprintf(f, "rwx %p\n", (void *)rwx);
 	fprintf(f, "text %p\n", (void *)text);
 	fprintf(f, "patched %d\n", before);
+	fprintf(f, "shared %p\n", (void *)(shared + PAGE + 100));
+	fprintf(f, "memfd %p\n", (void *)(mem + 300));
 	if (fclose(f))
 		die("fclose");
 	if (rename(tmp, argv[1]))

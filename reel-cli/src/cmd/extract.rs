@@ -34,8 +34,24 @@ pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
     if args.no_verify {
         eprintln!("warning: --no-verify: members are not checked against the manifest; the output is unverified evidence");
     }
-    if args.pid.is_some() && args.core.is_none() {
-        return Err(crate::hints::usage("--pid goes with --core FILE"));
+    let modes = [
+        args.file.is_some(),
+        args.core.is_some(),
+        args.region.is_some(),
+        args.rootfs.is_some() && args.region.is_none(),
+    ];
+    if modes.iter().filter(|m| **m).count() > 1 {
+        return Err(crate::hints::usage(
+            "give one of --rootfs DIR, --file PID:FD, --core FILE, --region 0xADDR",
+        ));
+    }
+    if args.pid.is_some() && args.core.is_none() && args.region.is_none() {
+        return Err(crate::hints::usage(
+            "--pid goes with --core FILE or --region 0xADDR --to FILE",
+        ));
+    }
+    if let (Some(addr), Some(pid)) = (&args.region, args.pid) {
+        return region(cli, args, addr, pid, opts);
     }
     if let Some(dir) = &args.rootfs {
         if args.to.is_some() {
@@ -148,6 +164,78 @@ pub fn run(cli: &Cli, args: &ExtractCheckpoint) -> anyhow::Result<()> {
         });
     }
     Err(crate::hints::usage(
-        "give --rootfs DIR, --file PID:FD --to FILE, or --pid N --core FILE",
+        "give --rootfs DIR, --file PID:FD --to FILE, --pid N --core FILE, or --pid N --region 0xADDR --to FILE",
     ))
+}
+
+/// `--pid N --region 0xADDR --to FILE [--rootfs DIR] [--force]`.
+fn region(
+    cli: &Cli,
+    args: &ExtractCheckpoint,
+    addr: &str,
+    pid: u32,
+    opts: SourceOptions,
+) -> anyhow::Result<()> {
+    if args.core.is_some() || args.file.is_some() {
+        return Err(crate::hints::usage(
+            "--region goes alone: not with --core or --file",
+        ));
+    }
+    let a = addr.trim();
+    let address = a
+        .strip_prefix("0x")
+        .or_else(|| a.strip_prefix("0X"))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| {
+            crate::hints::usage(format!(
+                "--region {addr}: give an address in hex, e.g. --region 0x7f3a12c00000"
+            ))
+        })?;
+    let to = args
+        .to
+        .as_ref()
+        .ok_or_else(|| crate::hints::usage("--region needs --to FILE"))?;
+    let cp = checkpoint_path(cli, &args.checkpoint)?;
+    let req = evidence::RegionRequest {
+        pid,
+        address,
+        to,
+        rootfs: args.rootfs.as_deref(),
+        force: args.force,
+    };
+    let r = evidence::extract_region(&cp, req, opts).with_context(|| {
+        format!(
+            "extracting the region at {address:#x} of process {pid} from {}",
+            cp.display()
+        )
+    })?;
+    output::print(args.output, &r, || {
+        let mut t = Table::new(vec!["RANGE", "SOURCE", "NOTE"]);
+        for x in &r.ranges {
+            t.row(vec![x.range.clone(), x.source.clone(), x.note.clone()]);
+        }
+        t
+    })
+    .map(|()| {
+        if args.output == crate::cli::Output::Table {
+            println!(
+                "region {} {} {} of process {} written to {}: {} ({} from the dump, {} zeros, {} from {}, {} left out as holes); sha256 {}",
+                r.region,
+                r.perms,
+                if r.path.is_empty() { "(anonymous)" } else { &r.path },
+                r.pid,
+                r.to.display(),
+                human_bytes(r.bytes),
+                human_bytes(r.dumped),
+                human_bytes(r.zero_filled),
+                human_bytes(r.from_rootfs),
+                args.rootfs
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "no root (--rootfs)".into()),
+                human_bytes(r.left_out),
+                r.sha256
+            );
+        }
+    })
 }

@@ -28,11 +28,18 @@ fn options(args: &SearchCheckpoint) -> anyhow::Result<(Pattern, SearchOptions)> 
         PatternKind::Literal
     };
     let pattern = Pattern {
-        text: args.pattern.clone(),
+        text: args.pattern.clone().unwrap_or_default(),
         kind,
         ignore_case: args.ignore_case,
     };
-    validate(&pattern).map_err(|e| usage(e.to_string()))?;
+    if !args.strings {
+        if args.min_len.is_some() {
+            return Err(usage("--min-len goes with --strings"));
+        }
+        validate(&pattern).map_err(|e| usage(e.to_string()))?;
+    } else if args.min_len == Some(0) {
+        return Err(usage("--min-len: at least 1"));
+    }
     let mut regions = Vec::new();
     for r in &args.region {
         regions.push(
@@ -108,6 +115,9 @@ pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
     if args.no_verify {
         eprintln!("WARNING: --no-verify: members are not checked against the manifest");
     }
+    if args.strings {
+        return strings(&src, args, &opts);
+    }
     let res = inspect::search(&src, &pattern, &opts)
         .with_context(|| format!("searching {}", src.path().display()))?;
     let mut out = std::io::stdout().lock();
@@ -151,6 +161,69 @@ pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
         writeln!(
             out,
             "({} hits, {} not listed: --count for counts per process, --max-hits N to list more)",
+            res.count, res.unlisted
+        )?;
+    }
+    out.flush()?;
+    if !res.found() {
+        return Err(anyhow::Error::new(NothingFound));
+    }
+    Ok(())
+}
+
+/// `--strings`: `PID ADDRESS REGION PERMS PATH STRING`, as `strings -t x` per process.
+fn strings(
+    src: &inspect::CheckpointSource,
+    args: &SearchCheckpoint,
+    opts: &SearchOptions,
+) -> anyhow::Result<()> {
+    let res = inspect::strings(
+        src,
+        args.min_len.unwrap_or(inspect::search::DEFAULT_MIN_LEN),
+        opts,
+    )
+    .with_context(|| format!("listing the strings of {}", src.path().display()))?;
+    let mut out = std::io::stdout().lock();
+    print_to(&mut out, args.output, &res, |w| {
+        if args.count {
+            let mut t = Table::new(vec!["PID", "STRINGS"]);
+            for (pid, n) in &res.per_pid {
+                t.row(vec![pid.to_string(), n.to_string()]);
+            }
+            t.row(vec!["total".into(), res.count.to_string()]);
+            return t.write(w);
+        }
+        if res.strings.is_empty() {
+            return writeln!(w, "no strings of {} bytes or more", res.min_len);
+        }
+        let mut t = Table::new(vec!["PID", "ADDRESS", "REGION", "PERMS", "PATH", "STRING"]);
+        for h in &res.strings {
+            let mut shown: String = h.string.replace('\t', " ");
+            if h.cut {
+                shown.push_str(&format!("... ({} bytes)", h.len));
+            }
+            t.row(vec![
+                h.pid.to_string(),
+                h.address.clone(),
+                h.region.clone(),
+                h.perms.clone(),
+                if h.path.is_empty() {
+                    "-".into()
+                } else {
+                    h.path.clone()
+                },
+                shown,
+            ]);
+        }
+        t.write(w)
+    })?;
+    if res.truncated && args.output == Output::Table {
+        writeln!(out, "(stopped at --max-hits {})", res.count)?;
+    }
+    if res.unlisted > 0 && args.output == Output::Table {
+        writeln!(
+            out,
+            "({} strings, {} not listed: --count for counts per process, --max-hits N to list more)",
             res.count, res.unlisted
         )?;
     }

@@ -11,7 +11,8 @@ use super::{rfc3339, Operator};
 /// The manifest schema this code writes. 2 added to `dump_options` what the dump applied and
 /// kept (`ghost_limit`, `external_unix_sockets`, `deleted_files`, `tcp_connections`,
 /// `page_size`); every addition is a new field that older readers ignore (since 2:
-/// [`ManifestFields::rootfs_layers`], the container's base layers, for a sandbox restore).
+/// [`ManifestFields::rootfs_layers`], the container's base layers, for a sandbox restore;
+/// [`ManifestFields::page_size`], the dumping host's page size, for reading the pagemaps).
 pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
 
 /// Size and SHA-256 of one archive member (directories: size 0, digest of no bytes).
@@ -103,6 +104,11 @@ pub struct ManifestFields {
     /// can rebuild the rootfs as base + `rootfs-diff.tar` - `deleted.files`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_layers: Option<RootfsLayers>,
+    /// The page size of the dumping host, in bytes: CRIU's pagemaps count pages of this size.
+    /// Absent in manifests of reel before it recorded it and in foreign archives: readers take
+    /// the architecture's default (4096 on x86-64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u64>,
 }
 
 /// The read-only base of a container's rootfs, as found at checkpoint time.

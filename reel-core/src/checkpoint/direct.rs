@@ -480,6 +480,7 @@ pub(super) fn dumped_here(p: Prepared, c: &Container, id: &str, t: Taken) -> cra
         dump_options,
         method: Some(t.method),
         rootfs_layers: rootfs_layers(c, p.pid),
+        page_size: Some(procfs::page_size()),
     };
     Ok(Dumped {
         stage: p.stage,

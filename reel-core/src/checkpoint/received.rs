@@ -111,6 +111,8 @@ impl Received {
             method: Some(record),
             // The runtime's archive says nothing of the base layers.
             rootfs_layers: None,
+            // The runtime dumped on this host.
+            page_size: Some(procfs::page_size()),
         };
         let rootfs = archive.rootfs_info(&runtime);
         Ok(Received {

@@ -33,7 +33,7 @@ use object::Endianness;
 use serde::Serialize;
 
 use crate::criu::image::ImageReader;
-use crate::inspect::pages::{PAGE_SIZE, PE_LAZY};
+use crate::inspect::pages::{SharedMemory, PE_LAZY};
 use crate::inspect::{CheckpointSource, PageIndex, SourceOptions};
 
 use super::EvidenceError;
@@ -370,7 +370,8 @@ pub fn write_core(
             .map(|r| r.name.clone())
     };
     let index = PageIndex::load(&src, pid)?;
-    let mut shmem_cache: Vec<(u64, PageIndex)> = Vec::new();
+    let page_size = index.page_size();
+    let mut shm = SharedMemory::load(&src)?;
     let pages_member = index.pages_member().to_string();
 
     let mut report = CoreReport {
@@ -449,13 +450,13 @@ pub fn write_core(
                     continue;
                 }
                 if let Some(n) = file_name(v.shmid) {
-                    ranges.push((v.start, v.end, v.pgoff / PAGE_SIZE));
+                    ranges.push((v.start, v.end, v.pgoff / page_size));
                     names.push(n);
                 }
             }
             let mut desc = Vec::new();
             put_u64(&mut desc, ranges.len() as u64);
-            put_u64(&mut desc, PAGE_SIZE);
+            put_u64(&mut desc, page_size);
             for (s, e, o) in &ranges {
                 put_u64(&mut desc, *s);
                 put_u64(&mut desc, *e);
@@ -492,7 +493,7 @@ pub fn write_core(
     let mut vmas = mm.vmas.clone();
     vmas.sort_by_key(|v| v.start);
     for v in &vmas {
-        if v.end <= v.start || v.start % PAGE_SIZE != 0 || v.end % PAGE_SIZE != 0 {
+        if v.end <= v.start || v.start % page_size != 0 || v.end % page_size != 0 {
             return Err(bad(
                 &src,
                 &format!("checkpoint/mm-{pid}.img"),
@@ -512,7 +513,7 @@ pub fn write_core(
                 p_paddr: 0,
                 p_filesz: 0,
                 p_memsz: memsz,
-                p_align: PAGE_SIZE,
+                p_align: page_size,
             },
             pieces: Vec::new(),
         };
@@ -532,7 +533,7 @@ pub fn write_core(
                 Some(off) => runs.push((s, e, off + (s - r.vaddr))),
                 None => report.left_out.push(format!(
                     "{s:#x}-{e:#x}: {} pages not in this checkpoint ({})",
-                    (e - s) / PAGE_SIZE,
+                    (e - s) / page_size,
                     if r.flags & PE_LAZY != 0 {
                         "lazy"
                     } else {
@@ -545,7 +546,11 @@ pub fn write_core(
         // pagemap of the object, at the VMA's offset in it; pages not there were never
         // written (zeros).
         if special == 0 && runs.is_empty() && v.status & (VMA_ANON_SHARED | VMA_AREA_MEMFD) != 0 {
-            if let Some(shm) = shmem_index(&src, v, &files, &mut shmem_cache)? {
+            let shm_ix = match shm.shmid_of(v) {
+                Some(id) => shm.index(&src, id)?,
+                None => None,
+            };
+            if let Some(shm) = shm_ix {
                 let mut seg = empty(v.start, v.end - v.start);
                 seg.header.p_filesz = v.end - v.start;
                 let (lo, hi) = (v.pgoff, v.pgoff + (v.end - v.start));
@@ -604,7 +609,7 @@ pub fn write_core(
                 covered += e - s;
                 segments.push(seg);
             }
-            report.file_backed_pages_left_out += (v.end - v.start - covered) / PAGE_SIZE;
+            report.file_backed_pages_left_out += (v.end - v.start - covered) / page_size;
             continue;
         }
         // Anonymous private memory: the whole VMA; pages not dumped are zeros (holes).
@@ -668,7 +673,7 @@ pub fn write_core(
                     "a VMA larger than this machine can address".into(),
                 )
             })?;
-            s.header.p_offset = w.reserve(len, PAGE_SIZE as usize) as u64;
+            s.header.p_offset = w.reserve(len, page_size as usize) as u64;
         }
     }
     let total = w.reserved_len() as u64;
@@ -733,44 +738,6 @@ pub fn write_core(
     report.segments = segments.len();
     report.file_size = total;
     Ok(report)
-}
-
-/// The shared-memory page index behind an anonymous shared or memfd VMA: for the first its
-/// `shmid` names `pagemap-shmem-<shmid>.img`; for a memfd it is the memfd's file id, whose
-/// inode (`memfd.img`) names the shmid. `None` when the checkpoint has no such pagemap.
-fn shmem_index(
-    src: &CheckpointSource,
-    v: &proto::VmaEntry,
-    files: &[proto::FileEntry],
-    cache: &mut Vec<(u64, PageIndex)>,
-) -> Result<Option<PageIndex>, EvidenceError> {
-    let shmid = if v.status & VMA_AREA_MEMFD != 0 {
-        let Some(inode_id) = files
-            .iter()
-            .find(|f| u64::from(f.id) == v.shmid)
-            .and_then(|f| f.memfd.as_ref())
-            .map(|m| u64::from(m.inode_id))
-        else {
-            return Ok(None);
-        };
-        let inodes = image::<proto::MemfdInodeEntry>(src, "memfd.img")?.unwrap_or_default();
-        match inodes.iter().find(|i| i.inode_id == inode_id) {
-            Some(i) => u64::from(i.shmid),
-            None => return Ok(None),
-        }
-    } else {
-        v.shmid
-    };
-    if let Some((_, idx)) = cache.iter().find(|(id, _)| *id == shmid) {
-        return Ok(Some(idx.clone()));
-    }
-    let member = format!("checkpoint/pagemap-shmem-{shmid}.img");
-    let Some(bytes) = src.read_optional(&member, MAX_IMAGE)? else {
-        return Ok(None);
-    };
-    let idx = PageIndex::from_image(&bytes, &member, 0)?;
-    cache.push((shmid, idx.clone()));
-    Ok(Some(idx))
 }
 
 /// Removes a temp file unless forgotten.

@@ -343,7 +343,7 @@ fn memfd(
     let bytes = cp
         .read_optional(&member, MAX_PAGEMAP)?
         .ok_or_else(|| missing(cp, &pagemap, "the memfd's pages"))?;
-    let index = PageIndex::from_image(&bytes, &member, pid)?;
+    let index = PageIndex::from_image(&bytes, &member, pid, cp.page_size()?)?;
     let pages = index.pages_member().to_string();
     let io_err = |action: &'static str, source: io::Error| EvidenceError::Io {
         action,
@@ -406,17 +406,28 @@ fn memfd(
     })
 }
 
-/// A writer that hashes and counts.
-struct Out {
-    file: DurableFile,
-    hasher: Sha256,
-    written: u64,
+/// A writer that hashes and counts: the output of every extraction.
+pub(crate) struct Out {
+    pub(crate) file: DurableFile,
+    pub(crate) hasher: Sha256,
+    pub(crate) written: u64,
 }
 
 impl Out {
     /// A new file at `to`, never replacing one (mode 0600, renamed into place on commit).
-    fn create(to: &Path) -> Result<Out, EvidenceError> {
-        let file = DurableFile::create(to).map_err(|e| match e {
+    pub(crate) fn create(to: &Path) -> Result<Out, EvidenceError> {
+        Out::create_with(to, false)
+    }
+
+    /// [`Out::create`]; with `replace` (an explicit `--force`) what `to` holds is replaced on
+    /// [`Out::commit`].
+    pub(crate) fn create_with(to: &Path, replace: bool) -> Result<Out, EvidenceError> {
+        let created = if replace {
+            DurableFile::create_replacing(to)
+        } else {
+            DurableFile::create(to)
+        };
+        let file = created.map_err(|e| match e {
             crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
             other => EvidenceError::Io {
                 action: "creating",
@@ -431,14 +442,53 @@ impl Out {
         })
     }
 
-    fn put(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Leaves `n` bytes as a hole (read as zeros, hashed as zeros).
+    pub(crate) fn hole(&mut self, n: u64) -> io::Result<()> {
+        self.file.skip(n)?;
+        let z = [0u8; 64 << 10];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(z.len() as u64) as usize;
+            self.hasher.update(&z[..k]);
+            left -= k as u64;
+        }
+        self.written += n;
+        Ok(())
+    }
+
+    /// Puts the file in place (replacing what is there only when created so); returns its
+    /// size and SHA-256.
+    pub(crate) fn commit(self, replace: bool) -> Result<(u64, String), EvidenceError> {
+        let Out {
+            file,
+            hasher,
+            written,
+        } = self;
+        let to = file.final_path().to_owned();
+        let done = if replace {
+            file.commit_replacing()
+        } else {
+            file.commit(None)
+        };
+        done.map_err(|e| match e {
+            crate::durable::DurableError::Exists { path } => EvidenceError::OutputExists { path },
+            other => EvidenceError::Io {
+                action: "committing",
+                path: to,
+                source: io::Error::other(other.to_string()),
+            },
+        })?;
+        Ok((written, hex::encode(hasher.finalize())))
+    }
+
+    pub(crate) fn put(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
         self.hasher.update(data);
         self.written += data.len() as u64;
         Ok(())
     }
 
-    fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+    pub(crate) fn zeros(&mut self, mut n: u64) -> io::Result<()> {
         let z = [0u8; 64 << 10];
         while n > 0 {
             let k = n.min(z.len() as u64) as usize;

@@ -1,6 +1,6 @@
 //! Taking evidence out of a checkpoint: the rootfs diff unpacked safely ([`rootfs`]), the
-//! contents of deleted-but-open files and memfds ([`file`]), an ELF core of a process for gdb
-//! ([`core`]).
+//! contents of deleted-but-open files and memfds ([`file`]), one memory region of a process
+//! ([`region`]), an ELF core of a process for gdb ([`core`]).
 //!
 //! Members and memory are read through [`crate::inspect::CheckpointSource`] and
 //! [`crate::inspect::PageIndex`] (each member read whole is checked against the manifest).
@@ -12,6 +12,7 @@
 pub mod core;
 mod error;
 pub mod file;
+pub mod region;
 pub mod rootfs;
 
 use std::io;
@@ -20,6 +21,7 @@ use std::path::Path;
 pub use self::core::{write_core, CoreReport, CoreThread};
 pub use error::EvidenceError;
 pub use file::{extract_file, ExtractedFile, ExtractedKind, FileLimits};
+pub use region::{extract_region, RegionRange, RegionReport, RegionRequest};
 pub use rootfs::{
     unpack_rootfs_diff, DiffFlavour, EntryKind, Outcome, RootfsEntry, RootfsLimits, RootfsReport,
 };

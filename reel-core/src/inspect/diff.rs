@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::load::{inspect, InspectOptions};
 use super::model::{CheckpointRow, Inspection, ProcessRow, SocketRow};
-use super::pages::{PageIndex, MAX_MM_BYTES, PAGE_SIZE};
+use super::pages::{PageIndex, MAX_MM_BYTES};
 use super::source::CheckpointSource;
 use super::InspectError;
 use crate::archive::CHECKPOINT_DIR;
@@ -386,7 +386,8 @@ fn page_hashes(src: &CheckpointSource, pid: u32) -> Result<BTreeMap<u64, [u8; 32
     runs.sort_unstable();
     let mut r = src.reader(&member)?;
     let mut pos = 0u64;
-    let mut page = vec![0u8; PAGE_SIZE as usize];
+    let page_size = index.page_size();
+    let mut page = vec![0u8; page_size as usize];
     let mut out = BTreeMap::new();
     let err = |e| src.member_err(&member, e);
     for (off, vaddr, n) in runs {
@@ -401,14 +402,14 @@ fn page_hashes(src: &CheckpointSource, pid: u32) -> Result<BTreeMap<u64, [u8; 32
         for i in 0..n {
             // Checked: a hostile pagemap may claim runs past the end of the address space.
             let addr = i
-                .checked_mul(PAGE_SIZE)
+                .checked_mul(page_size)
                 .and_then(|o| vaddr.checked_add(o))
                 .ok_or_else(|| InspectError::BadMember {
                     member: format!("{CHECKPOINT_DIR}pagemap-{pid}.img"),
                     reason: format!("a run at {vaddr:#x} of {n} pages overflows"),
                 })?;
             r.read_exact(&mut page).map_err(err)?;
-            pos += PAGE_SIZE;
+            pos += page_size;
             out.insert(addr, Sha256::digest(&page).into());
         }
     }

@@ -5,7 +5,8 @@
 //!   bounded, verified per member against the manifest, never extracting anything;
 //! * [`zstd_seek`]: random access into reel's framed zstd exports through their seek table;
 //! * [`pages`]: a process's memory through its pagemap ([`PageIndex`], [`ProcessMemory`]),
-//!   argv and environment included.
+//!   argv and environment included, and with its shared memory ([`MemoryIndex`]);
+//! * [`search`]: `reel search` (patterns, `--strings`) and `inspect --maps`.
 //!
 //! The CLI only renders what this module returns.
 
@@ -23,6 +24,11 @@ pub use diff::{diff, Change, Diff, DiffOptions};
 pub use error::InspectError;
 pub use load::{inspect, rootfs, InspectOptions, SENSITIVE_PATHS, SUSPICIOUS_COMMANDS};
 pub use model::Inspection;
-pub use pages::{args_env, ArgsEnv, PageIndex, PageRun, ProcessMemory};
-pub use search::{search, Hit, Pattern, PatternKind, RegionKind, SearchOptions, SearchResult};
+pub use pages::{
+    args_env, ArgsEnv, MemoryIndex, PageIndex, PageRun, Piece, ProcessMemory, SharedMemory,
+};
+pub use search::{
+    search, strings, Hit, Pattern, PatternKind, RegionKind, SearchOptions, SearchResult, StringHit,
+    StringsResult,
+};
 pub use source::{resolve, CheckpointSource, Layout, Member, SourceOptions, Verification};

@@ -9,11 +9,14 @@
 //! restore: neither is in this checkpoint. Pages not in any run were not dumped (never
 //! touched, or the zero page).
 
+use std::collections::BTreeMap;
+
 use criu_sys::proto;
 
 use super::source::CheckpointSource;
 use super::InspectError;
 use crate::archive::CHECKPOINT_DIR;
+use crate::criu::image::vma::{VMA_ANON_SHARED, VMA_AREA_MEMFD};
 use crate::criu::image::ImageReader;
 
 /// The pages are in the parent dump's images.
@@ -23,8 +26,9 @@ pub const PE_LAZY: u32 = 1 << 1;
 /// The pages are in this dump's pages image.
 pub const PE_PRESENT: u32 = 1 << 2;
 
-/// x86-64's page size (what CRIU 4.2.1 dumps on this architecture).
-pub const PAGE_SIZE: u64 = 4096;
+/// The architecture's page size (x86-64's), for checkpoints whose manifest does not record
+/// the dumping host's (see [`CheckpointSource::page_size`]).
+pub const DEFAULT_PAGE_SIZE: u64 = 4096;
 /// The most a single [`ProcessMemory::read`] returns.
 pub const MAX_READ: u64 = 64 << 20;
 /// The largest pagemap image reel loads.
@@ -41,6 +45,8 @@ pub struct PageRun {
     pub vaddr: u64,
     /// How many pages.
     pub nr_pages: u64,
+    /// How many bytes (`nr_pages` pages of the index's page size).
+    pub len: u64,
     /// [`PE_PARENT`], [`PE_LAZY`], [`PE_PRESENT`].
     pub flags: u32,
     /// Where the first page is in the pages member, when present.
@@ -50,7 +56,7 @@ pub struct PageRun {
 impl PageRun {
     /// The end address (exclusive).
     pub fn end(&self) -> u64 {
-        self.vaddr + self.nr_pages * PAGE_SIZE
+        self.vaddr + self.len
     }
 
     /// Whether its bytes are in this checkpoint.
@@ -63,20 +69,27 @@ impl PageRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageIndex {
     pid: u32,
+    page_size: u64,
     pages_member: String,
     runs: Vec<PageRun>,
 }
 
 impl PageIndex {
-    /// Loads `pagemap-<pid>.img` of the checkpoint.
+    /// Loads `pagemap-<pid>.img` of the checkpoint, in the checkpoint's page size.
     pub fn load(src: &CheckpointSource, pid: u32) -> Result<PageIndex, InspectError> {
         let name = format!("{CHECKPOINT_DIR}pagemap-{pid}.img");
         let bytes = src.read(&name, MAX_PAGEMAP_BYTES)?;
-        PageIndex::from_image(&bytes, &name, pid)
+        PageIndex::from_image(&bytes, &name, pid, src.page_size()?)
     }
 
-    /// Parses a pagemap image already in memory (`name` names it in errors).
-    pub fn from_image(bytes: &[u8], name: &str, pid: u32) -> Result<PageIndex, InspectError> {
+    /// Parses a pagemap image already in memory (`name` names it in errors) whose pages are
+    /// `page_size` bytes.
+    pub fn from_image(
+        bytes: &[u8],
+        name: &str,
+        pid: u32,
+        page_size: u64,
+    ) -> Result<PageIndex, InspectError> {
         let mut r = ImageReader::from_bytes(bytes, name)?;
         let bad = |reason: String| InspectError::BadMember {
             member: name.into(),
@@ -96,17 +109,18 @@ impl PageIndex {
                 None if pe.in_parent == Some(true) => PE_PARENT,
                 None => PE_PRESENT,
             };
-            if !pe.vaddr.is_multiple_of(PAGE_SIZE) {
+            if !pe.vaddr.is_multiple_of(page_size) {
                 return Err(bad(format!("run at {:#x} is not page-aligned", pe.vaddr)));
             }
             let len = nr
-                .checked_mul(PAGE_SIZE)
+                .checked_mul(page_size)
                 .filter(|l| pe.vaddr.checked_add(*l).is_some())
                 .ok_or_else(|| bad(format!("run at {:#x} of {nr} pages overflows", pe.vaddr)))?;
             let present = flags & PE_PRESENT != 0;
             runs.push(PageRun {
                 vaddr: pe.vaddr,
                 nr_pages: nr,
+                len,
                 flags,
                 offset: present.then_some(offset),
             });
@@ -128,6 +142,7 @@ impl PageIndex {
         }
         Ok(PageIndex {
             pid,
+            page_size,
             pages_member: format!("{CHECKPOINT_DIR}pages-{}.img", head.pages_id),
             runs,
         })
@@ -136,6 +151,11 @@ impl PageIndex {
     /// The process.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The page size its runs count in.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
     }
 
     /// The member holding the pages.
@@ -153,8 +173,36 @@ impl PageIndex {
         self.runs
             .iter()
             .filter(|r| r.is_present())
-            .map(|r| r.nr_pages * PAGE_SIZE)
+            .map(|r| r.len)
             .sum()
+    }
+
+    /// The bytes of the pages member the present runs need: more than the member holds is an
+    /// error (a truncated member, or a pagemap entry past its end) naming `pagemap`.
+    pub fn check_member_size(
+        &self,
+        src: &CheckpointSource,
+        pagemap: &str,
+    ) -> Result<(), InspectError> {
+        let need = self
+            .runs
+            .iter()
+            .filter_map(|r| r.offset.map(|o| o + r.len))
+            .max()
+            .unwrap_or(0);
+        if need == 0 {
+            return Ok(());
+        }
+        let size = src.member(&self.pages_member).map(|m| m.size).unwrap_or(0);
+        if need > size {
+            return Err(InspectError::BadMember {
+                member: self.pages_member.clone(),
+                reason: format!(
+                    "{pagemap} lists {need} bytes of pages, the member holds {size}: it is truncated or the pagemap is wrong"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The run holding `vaddr`.
@@ -198,6 +246,269 @@ impl PageIndex {
             at += n;
         }
         Ok(out)
+    }
+}
+
+/// The shared-memory objects of a checkpoint (anonymous `MAP_SHARED` memory, memfds): each
+/// object's pages are in `pagemap-shmem-<shmid>.img` (its `vaddr`s are offsets in the object)
+/// and the pages member that pagemap names. An anonymous shared VMA's `shmid` names the
+/// object; a memfd VMA's `shmid` is the memfd's file id (`files.img`), whose inode
+/// (`memfd.img`) names it. Loaded once per run; each pagemap parsed once.
+#[derive(Debug)]
+pub struct SharedMemory {
+    page_size: u64,
+    /// memfd file id -> shmid.
+    memfd_shmid: BTreeMap<u64, u64>,
+    /// memfd file id -> its name.
+    memfd_name: BTreeMap<u64, String>,
+    cache: BTreeMap<u64, Option<PageIndex>>,
+}
+
+impl SharedMemory {
+    /// Reads `files.img` and `memfd.img` (either may be absent).
+    pub fn load(src: &CheckpointSource) -> Result<SharedMemory, InspectError> {
+        let read = |name: &str| src.read_optional(&format!("{CHECKPOINT_DIR}{name}"), MAX_MM_BYTES);
+        let mut memfd_inode = BTreeMap::new();
+        if let Some(bytes) = read("files.img")? {
+            let files: Vec<proto::FileEntry> =
+                ImageReader::from_bytes(&bytes, "checkpoint/files.img")?.read_entries()?;
+            for f in files {
+                if let Some(m) = f.memfd {
+                    memfd_inode.insert(u64::from(f.id), u64::from(m.inode_id));
+                }
+            }
+        }
+        let mut inodes = BTreeMap::new();
+        if let Some(bytes) = read("memfd.img")? {
+            let entries: Vec<proto::MemfdInodeEntry> =
+                ImageReader::from_bytes(&bytes, "checkpoint/memfd.img")?.read_entries()?;
+            for i in entries {
+                inodes.insert(i.inode_id, (u64::from(i.shmid), i.name));
+            }
+        }
+        let mut memfd_shmid = BTreeMap::new();
+        let mut memfd_name = BTreeMap::new();
+        for (id, inode) in memfd_inode {
+            if let Some((shmid, name)) = inodes.get(&inode) {
+                memfd_shmid.insert(id, *shmid);
+                memfd_name.insert(id, name.clone());
+            }
+        }
+        Ok(SharedMemory {
+            page_size: src.page_size()?,
+            memfd_shmid,
+            memfd_name,
+            cache: BTreeMap::new(),
+        })
+    }
+
+    /// The shared-memory object behind a VMA, when it is anonymous shared memory or a memfd.
+    pub fn shmid_of(&self, v: &proto::VmaEntry) -> Option<u64> {
+        if v.status & VMA_AREA_MEMFD != 0 {
+            self.memfd_shmid.get(&v.shmid).copied()
+        } else if v.status & VMA_ANON_SHARED != 0 {
+            Some(v.shmid)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a VMA is `MAP_SHARED|MAP_ANONYMOUS` memory: flagged so, or (CRIU 4.2) recorded as
+    /// a memfd whose name is the kernel's for such memory, `/dev/zero`.
+    pub fn is_anon_shared(&self, v: &proto::VmaEntry) -> bool {
+        v.status & VMA_ANON_SHARED != 0
+            || (v.status & VMA_AREA_MEMFD != 0
+                && self
+                    .memfd_name
+                    .get(&v.shmid)
+                    .is_some_and(|n| n == "/dev/zero"))
+    }
+
+    /// `memfd:NAME` for a memfd VMA (as `/proc/PID/maps` shows it, without ` (deleted)`).
+    pub fn memfd_path(&self, v: &proto::VmaEntry) -> Option<String> {
+        if v.status & VMA_AREA_MEMFD == 0 {
+            return None;
+        }
+        self.memfd_name.get(&v.shmid).map(|n| format!("memfd:{n}"))
+    }
+
+    /// The page index of object `shmid`, `None` when the checkpoint has no pagemap for it (no
+    /// page of it was ever written). Its pages member is checked to hold what it lists.
+    pub fn index(
+        &mut self,
+        src: &CheckpointSource,
+        shmid: u64,
+    ) -> Result<Option<&PageIndex>, InspectError> {
+        if !self.cache.contains_key(&shmid) {
+            let name = format!("{CHECKPOINT_DIR}pagemap-shmem-{shmid}.img");
+            let idx = match src.read_optional(&name, MAX_PAGEMAP_BYTES)? {
+                None => None,
+                Some(bytes) => {
+                    let idx = PageIndex::from_image(&bytes, &name, 0, self.page_size)?;
+                    idx.check_member_size(src, &name)?;
+                    Some(idx)
+                }
+            };
+            self.cache.insert(shmid, idx);
+        }
+        Ok(self.cache.get(&shmid).and_then(Option::as_ref))
+    }
+}
+
+/// A piece of a process's memory as the dump holds it: `len` bytes at `vaddr`, at `offset`
+/// of `member` (`None`: not in this checkpoint, see `flags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The first byte's virtual address.
+    pub vaddr: u64,
+    /// How many bytes.
+    pub len: u64,
+    /// The pages member.
+    pub member: String,
+    /// Where the bytes are in it, when present.
+    pub offset: Option<u64>,
+    /// The pagemap flags ([`PE_PRESENT`], [`PE_PARENT`], [`PE_LAZY`]).
+    pub flags: u32,
+    /// The shared-memory object, for shared pages.
+    pub shmid: Option<u64>,
+}
+
+impl Piece {
+    /// The end address (exclusive).
+    pub fn end(&self) -> u64 {
+        self.vaddr + self.len
+    }
+}
+
+/// Every page of a process the dump holds or names, private and shared, by address: the
+/// runs of `pagemap-<pid>.img`, and for each anonymous shared or memfd VMA without private
+/// pages, the runs of its object's shared pagemap inside the VMA (at the VMA's offset in the
+/// object), placed at their virtual addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryIndex {
+    pid: u32,
+    page_size: u64,
+    pieces: Vec<Piece>,
+}
+
+impl MemoryIndex {
+    /// The index of `pid`, whose VMAs (`mm-<pid>.img`) are `vmas`. A process without a pagemap
+    /// has no private pages.
+    pub fn build(
+        src: &CheckpointSource,
+        pid: u32,
+        vmas: &[proto::VmaEntry],
+        shm: &mut SharedMemory,
+    ) -> Result<MemoryIndex, InspectError> {
+        let pm = format!("{CHECKPOINT_DIR}pagemap-{pid}.img");
+        let private = if src.member(&pm).is_some() {
+            let ix = PageIndex::load(src, pid)?;
+            ix.check_member_size(src, &pm)?;
+            Some(ix)
+        } else {
+            None
+        };
+        let mut pieces: Vec<Piece> = private
+            .iter()
+            .flat_map(|ix| {
+                ix.runs().iter().map(|r| Piece {
+                    vaddr: r.vaddr,
+                    len: r.len,
+                    member: ix.pages_member().to_string(),
+                    offset: r.offset,
+                    flags: r.flags,
+                    shmid: None,
+                })
+            })
+            .collect();
+        for v in vmas {
+            let Some(shmid) = shm.shmid_of(v) else {
+                continue;
+            };
+            if v.end <= v.start {
+                continue;
+            }
+            let has_private = private.as_ref().is_some_and(|ix| {
+                ix.runs()
+                    .iter()
+                    .any(|r| r.is_present() && r.vaddr < v.end && r.end() > v.start)
+            });
+            if has_private {
+                continue;
+            }
+            let Some(ix) = shm.index(src, shmid)? else {
+                continue;
+            };
+            let lo = v.pgoff;
+            let hi = lo.saturating_add(v.end - v.start);
+            for r in ix.runs() {
+                if r.end() <= lo || r.vaddr >= hi {
+                    continue;
+                }
+                let s = r.vaddr.max(lo);
+                let e = r.end().min(hi);
+                pieces.push(Piece {
+                    vaddr: v.start + (s - lo),
+                    len: e - s,
+                    member: ix.pages_member().to_string(),
+                    offset: r.offset.map(|o| o + (s - r.vaddr)),
+                    flags: r.flags,
+                    shmid: Some(shmid),
+                });
+            }
+        }
+        pieces.sort_by_key(|p| p.vaddr);
+        Ok(MemoryIndex {
+            pid,
+            page_size: src.page_size()?,
+            pieces,
+        })
+    }
+
+    /// The process.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The page size.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    /// Every piece, by address.
+    pub fn pieces(&self) -> &[Piece] {
+        &self.pieces
+    }
+
+    /// The pieces inside `[start, end)`, clipped to it.
+    pub fn within(&self, start: u64, end: u64) -> Vec<Piece> {
+        let i = self.pieces.partition_point(|p| p.end() <= start);
+        self.pieces[i..]
+            .iter()
+            .take_while(|p| p.vaddr < end)
+            .map(|p| {
+                let s = p.vaddr.max(start);
+                let e = p.end().min(end);
+                Piece {
+                    vaddr: s,
+                    len: e - s,
+                    member: p.member.clone(),
+                    offset: p.offset.map(|o| o + (s - p.vaddr)),
+                    flags: p.flags,
+                    shmid: p.shmid,
+                }
+            })
+            .collect()
+    }
+
+    /// How many pages in `[start, end)` the checkpoint holds.
+    pub fn dumped_pages(&self, start: u64, end: u64) -> u64 {
+        self.within(start, end)
+            .iter()
+            .filter(|p| p.offset.is_some())
+            .map(|p| p.len)
+            .sum::<u64>()
+            / self.page_size
     }
 }
 
@@ -295,6 +606,8 @@ mod tests {
     use super::*;
     use crate::criu::image::{ImageKind, ImageWriter};
 
+    const PAGE_SIZE: u64 = DEFAULT_PAGE_SIZE;
+
     fn pagemap(runs: &[(u64, u64, u32)]) -> Vec<u8> {
         let mut w = ImageWriter::new(Vec::new(), ImageKind::Pagemap, "pagemap-1.img").unwrap();
         w.write_entry(&proto::PagemapHead { pages_id: 7 }).unwrap();
@@ -319,7 +632,7 @@ mod tests {
             (0x30000, 1, PE_PARENT),
             (0x40000, 3, PE_PRESENT | PE_LAZY),
         ]);
-        let ix = PageIndex::from_image(&img, "pagemap-1.img", 1).unwrap();
+        let ix = PageIndex::from_image(&img, "pagemap-1.img", 1, PAGE_SIZE).unwrap();
         assert_eq!(ix.pages_member(), "checkpoint/pages-7.img");
         assert_eq!(ix.runs()[0].vaddr, 0x10000);
         assert_eq!(ix.runs()[0].offset, Some(2 * PAGE_SIZE));
@@ -348,12 +661,71 @@ mod tests {
             vec![(u64::MAX - 0xfff, 2, PE_PRESENT)],
         ] {
             let img = pagemap(&runs);
-            assert!(PageIndex::from_image(&img, "pagemap-1.img", 1).is_err());
+            assert!(PageIndex::from_image(&img, "pagemap-1.img", 1, PAGE_SIZE).is_err());
         }
         let img = pagemap(&[(0x10000, 1, PE_PRESENT)]);
         for cut in 0..img.len() - 1 {
-            let _ = PageIndex::from_image(&img[..cut], "pagemap-1.img", 1);
+            let _ = PageIndex::from_image(&img[..cut], "pagemap-1.img", 1, PAGE_SIZE);
         }
+    }
+
+    /// A checkpoint directory with a shared-memory object 5 (pagemap `runs`, pages member of
+    /// `pages` bytes) and no process pagemap.
+    fn shmem_dir(runs: &[(u64, u64, u32)], pages: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = dir.path().join("checkpoint");
+        std::fs::create_dir(&cp).unwrap();
+        std::fs::write(cp.join("pagemap-shmem-5.img"), pagemap(runs)).unwrap();
+        let bytes: Vec<u8> = (0..pages).map(|i| (i / PAGE_SIZE as usize) as u8).collect();
+        std::fs::write(cp.join("pages-7.img"), bytes).unwrap();
+        dir
+    }
+
+    #[test]
+    fn shared_pages_are_placed_at_the_vma() {
+        let dir = shmem_dir(
+            &[(0, 1, PE_PRESENT), (2 * PAGE_SIZE, 2, PE_PRESENT)],
+            3 * 4096,
+        );
+        let src = CheckpointSource::open(dir.path(), Default::default()).unwrap();
+        let mut shm = SharedMemory::load(&src).unwrap();
+        // The VMA maps the object from its second page on.
+        let vma = proto::VmaEntry {
+            start: 0x7000_0000,
+            end: 0x7000_3000,
+            pgoff: PAGE_SIZE,
+            shmid: 5,
+            status: VMA_ANON_SHARED,
+            flags: 1,
+            prot: 3,
+            ..Default::default()
+        };
+        let ix = MemoryIndex::build(&src, 1, &[vma], &mut shm).unwrap();
+        let p = ix.pieces();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].vaddr, 0x7000_1000);
+        assert_eq!(p[0].len, 2 * PAGE_SIZE);
+        assert_eq!(p[0].offset, Some(PAGE_SIZE));
+        assert_eq!(p[0].member, "checkpoint/pages-7.img");
+        assert_eq!(p[0].shmid, Some(5));
+        assert_eq!(ix.dumped_pages(0x7000_0000, 0x7000_3000), 2);
+        assert_eq!(
+            ix.within(0x7000_2000, 0x7000_3000)[0].offset,
+            Some(2 * PAGE_SIZE)
+        );
+    }
+
+    #[test]
+    fn a_shared_pagemap_past_its_pages_is_an_error() {
+        let dir = shmem_dir(&[(0, 4, PE_PRESENT)], 3 * 4096);
+        let src = CheckpointSource::open(dir.path(), Default::default()).unwrap();
+        let mut shm = SharedMemory::load(&src).unwrap();
+        let e = shm.index(&src, 5).unwrap_err().to_string();
+        assert!(
+            e.contains("pagemap-shmem-5.img lists 16384 bytes of pages, the member holds 12288"),
+            "{e}"
+        );
+        assert!(shm.index(&src, 6).unwrap().is_none());
     }
 
     #[test]

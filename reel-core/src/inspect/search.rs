@@ -1,10 +1,12 @@
 //! `reel search`: find bytes in the memory of every process of a checkpoint.
 //!
-//! Each process's pages member is streamed once, in order, in chunks of [`CHUNK`] bytes; the
-//! last bytes of a chunk are carried into the next one when the next bytes are virtually
-//! contiguous (the same run, or a run that starts where the last one ended), so a hit that
-//! straddles two pages is found, and one that would join two unrelated runs is not. Memory
-//! stays bounded: one chunk plus the carry. Each hit is tied to its VMA from `mm-<pid>.img`.
+//! Each process's pages members (its own, and those of the shared memory it maps) are streamed
+//! once, in order, in chunks of [`CHUNK`] bytes, read (and hashed, and decompressed) by one
+//! thread while another scans; the last bytes of a chunk are carried into the next one when the
+//! next bytes are virtually contiguous (the same run, or a run that starts where the last one
+//! ended), so a hit that straddles two pages is found, and one that would join two unrelated
+//! runs is not. Memory stays bounded: a few chunks plus the carry. Each hit is tied to its VMA
+//! from `mm-<pid>.img`.
 //!
 //! Matching is done by `memchr::memmem` (literals) and `regex::bytes` (regular expressions,
 //! case-insensitive literals). A regex match is found whole only when it is at most
@@ -12,13 +14,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 use criu_sys::proto;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::load::{entries, first};
 use super::model::{FindingRow, MapRow};
-use super::pages::{PageIndex, PAGE_SIZE};
+use super::pages::{MemoryIndex, SharedMemory};
 use super::source::CheckpointSource;
 use super::InspectError;
 use crate::archive::CHECKPOINT_DIR;
@@ -29,6 +34,8 @@ use crate::criu::image::vma::{
 
 /// The bytes scanned at a time.
 pub const CHUNK: usize = 1 << 20;
+/// Chunks read ahead of the scan.
+const PIPELINE: usize = 2;
 /// How many bytes of the end of a chunk a regex search carries into the next.
 pub const REGEX_WINDOW: usize = 4096;
 /// The most context bytes shown on each side of a hit.
@@ -303,6 +310,8 @@ struct Vma {
     pgoff: u64,
     path: String,
     stack: bool,
+    /// `MAP_SHARED|MAP_ANONYMOUS` memory (which CRIU 4.2 records as a memfd named `/dev/zero`).
+    anon_shared: bool,
 }
 
 impl Vma {
@@ -316,7 +325,7 @@ impl Vma {
     }
 
     fn file(&self) -> bool {
-        self.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0
+        !self.anon_shared && self.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0
     }
 
     fn shared(&self) -> bool {
@@ -343,15 +352,31 @@ fn perms_match(want: &str, have: &str) -> bool {
     want.chars().all(|c| have.contains(c))
 }
 
+/// The name `/proc/PID/maps` gives a VMA of the kernel's kind: `[heap]`, `[stack]`, `[vdso]`,
+/// `[vvar]`, `[vsyscall]`.
+pub fn special_name(status: u32) -> Option<&'static str> {
+    [
+        (VMA_AREA_HEAP, "[heap]"),
+        (VMA_AREA_STACK, "[stack]"),
+        (VMA_AREA_VDSO, "[vdso]"),
+        (VMA_AREA_VVAR, "[vvar]"),
+        (VMA_AREA_VSYSCALL, "[vsyscall]"),
+    ]
+    .into_iter()
+    .find(|(f, _)| status & f != 0)
+    .map(|(_, n)| n)
+}
+
 /// The VMAs of `pid`, with paths, by start address.
 fn vmas(
     src: &CheckpointSource,
     pid: u32,
     tids: &[u32],
     files: &BTreeMap<u32, String>,
-) -> Result<Vec<Vma>, InspectError> {
+    shm: &SharedMemory,
+) -> Result<(Vec<Vma>, Vec<proto::VmaEntry>), InspectError> {
     let Some(mm) = first::<proto::MmEntry>(src, &format!("mm-{pid}.img"))? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let mut sps = Vec::new();
     for &tid in tids {
@@ -365,16 +390,13 @@ fn vmas(
         .vmas
         .iter()
         .map(|v| {
-            let path = if v.status & VMA_AREA_HEAP != 0 {
-                "[heap]".to_string()
-            } else if v.status & VMA_AREA_STACK != 0 {
-                "[stack]".to_string()
-            } else if v.status & VMA_AREA_VDSO != 0 {
-                "[vdso]".to_string()
-            } else if v.status & VMA_AREA_VVAR != 0 {
-                "[vvar]".to_string()
-            } else if v.status & VMA_AREA_VSYSCALL != 0 {
-                "[vsyscall]".to_string()
+            let anon_shared = shm.is_anon_shared(v);
+            let path = if anon_shared {
+                String::new()
+            } else if let Some(n) = special_name(v.status) {
+                n.to_string()
+            } else if let Some(p) = shm.memfd_path(v) {
+                p
             } else if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
                 u32::try_from(v.shmid)
                     .ok()
@@ -393,11 +415,12 @@ fn vmas(
                 stack: v.status & VMA_AREA_STACK != 0
                     || sps.iter().any(|&sp| v.start <= sp && sp < v.end),
                 path,
+                anon_shared,
             }
         })
         .collect();
     out.sort_by_key(|v| v.start);
-    Ok(out)
+    Ok((out, mm.vmas))
 }
 
 fn vma_at(vmas: &[Vma], addr: u64) -> Option<&Vma> {
@@ -471,83 +494,287 @@ impl Scan<'_> {
             opts.max_hits.is_none_or(|m| out.count < m)
         });
     }
+}
 
-    /// Streams `pid`'s pages member once.
-    fn process(
+/// What a scan does with the bytes: search them, or list their strings.
+trait Sink {
+    /// Bytes of a chunk's end carried into the next when the next is contiguous.
+    fn carry_max(&self) -> usize;
+    /// Takes `buf`, whose first byte is at `vaddr`; its first `carry` bytes were fed already;
+    /// `contiguous`: it continues the last chunk fed.
+    #[allow(clippy::too_many_arguments)]
+    fn feed(
         &mut self,
-        src: &CheckpointSource,
         pid: u32,
         comm: &str,
         vmas: &[Vma],
-    ) -> Result<(), InspectError> {
-        let pm_name = format!("{CHECKPOINT_DIR}pagemap-{pid}.img");
-        if src.member(&pm_name).is_none() {
-            return Ok(());
-        }
-        let index = PageIndex::load(src, pid)?;
-        let member = index.pages_member().to_string();
-        let mut runs: Vec<_> = index
-            .runs()
-            .iter()
-            .filter_map(|r| r.offset.map(|o| (o, r.vaddr, r.nr_pages * PAGE_SIZE)))
-            .collect();
-        if runs.is_empty() {
-            return Ok(());
-        }
-        runs.sort_unstable();
-        let size = src.member(&member).map(|m| m.size).unwrap_or(0);
-        let need = runs.last().map(|&(o, _, l)| o + l).unwrap_or(0);
-        if need > size {
-            return Err(InspectError::BadMember {
-                member: member.clone(),
-                reason: format!(
-                    "{pm_name} lists {need} bytes of pages, the member holds {size}: it is truncated or the pagemap is wrong"
-                ),
-            });
-        }
-        let mut r = src.reader(&member)?;
-        let err = |e| src.member_err(&member, e);
-        let mut pos = 0u64;
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + self.carry_max);
-        // The virtual address just after the carried bytes.
-        let mut carry_end: Option<u64> = None;
-        for (off, vaddr, len) in runs {
-            if off < pos {
-                return Err(InspectError::BadMember {
-                    member: pm_name.clone(),
-                    reason: format!("page runs overlap at offset {off}"),
-                });
+        buf: &[u8],
+        vaddr: u64,
+        carry: usize,
+        contiguous: bool,
+    );
+    /// The bytes fed last are not continued (a process's end).
+    fn flush(&mut self, pid: u32, comm: &str, vmas: &[Vma]);
+    /// Enough was found.
+    fn done(&self) -> bool;
+    /// Counts scanned bytes.
+    fn scanned(&mut self, n: u64);
+}
+
+impl Sink for Scan<'_> {
+    fn carry_max(&self) -> usize {
+        self.carry_max
+    }
+    fn feed(
+        &mut self,
+        pid: u32,
+        comm: &str,
+        vmas: &[Vma],
+        buf: &[u8],
+        vaddr: u64,
+        carry: usize,
+        _contiguous: bool,
+    ) {
+        self.buffer(pid, comm, vmas, buf, vaddr, carry)
+    }
+    fn flush(&mut self, _pid: u32, _comm: &str, _vmas: &[Vma]) {}
+    fn done(&self) -> bool {
+        Scan::done(self)
+    }
+    fn scanned(&mut self, n: u64) {
+        self.out.bytes_scanned += n;
+    }
+}
+
+/// A chunk of memory on its way from the reader to the sink: `buf` starts at `start`, its first
+/// `carry` bytes were in the last chunk (`contiguous`), the rest are new.
+struct Chunk {
+    buf: Vec<u8>,
+    start: u64,
+    carry: usize,
+    contiguous: bool,
+}
+
+/// What the reader sends the hasher.
+enum ToHasher {
+    /// Memory to hash (its new bytes) and pass on to the sink.
+    Chunk(Chunk),
+    /// Bytes of the member between pieces: hashed only.
+    Skipped(Vec<u8>),
+    /// The member is read again from its start (it is mapped twice): no digest for it.
+    Restart,
+    /// The member's end: check its digest when it was read whole, in order.
+    End { member: String, whole: bool },
+}
+
+/// Streams the pages of `pid` (its pages member, then each shared-memory pages member it
+/// maps), each member once in offset order, into `sink`, on three threads: this one reads
+/// (and decompresses a `.tar.zst`), a scoped one hashes each member whole and checks its
+/// digest against the manifest (when verifying), a third feeds the sink; at most [`PIPELINE`]
+/// chunks wait between two of them, and buffers are reused. The reader stops when the sink
+/// has enough or a digest does not match.
+fn stream<S: Sink + Send>(
+    sink: &mut S,
+    src: &CheckpointSource,
+    pid: u32,
+    comm: &str,
+    vmas: &[Vma],
+    index: &MemoryIndex,
+) -> Result<(), InspectError> {
+    // (member, offset, vaddr, len) of every present piece, by member then offset.
+    let mut pieces: Vec<(&str, u64, u64, u64)> = index
+        .pieces()
+        .iter()
+        .filter_map(|p| Some((p.member.as_str(), p.offset?, p.vaddr, p.len)))
+        .collect();
+    pieces.sort_unstable();
+    // Pieces that follow each other both in the member and in memory are read as one (CRIU
+    // writes a large region as many runs): chunks stay whole.
+    let mut merged: Vec<(&str, u64, u64, u64)> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match merged.last_mut() {
+            Some(last) if last.0 == p.0 && last.1 + last.3 == p.1 && last.2 + last.3 == p.2 => {
+                last.3 += p.3
             }
-            std::io::copy(&mut (&mut r).take(off - pos), &mut std::io::sink()).map_err(err)?;
+            _ => merged.push(p),
+        }
+    }
+    let pieces = merged;
+    let carry_max = sink.carry_max();
+    let hashing = src.wants_digest();
+    let stop = AtomicBool::new(false);
+    let (to_hasher, hasher_rx) = mpsc::sync_channel::<ToHasher>(PIPELINE);
+    let (to_sink, sink_rx) = mpsc::sync_channel::<Chunk>(PIPELINE);
+    let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let stop = &stop;
+        let scanner = scope.spawn(move || {
+            for c in sink_rx {
+                sink.scanned((c.buf.len() - c.carry) as u64);
+                sink.feed(pid, comm, vmas, &c.buf, c.start, c.carry, c.contiguous);
+                if sink.done() {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+                let _ = back_tx.send(c.buf);
+            }
+            sink.flush(pid, comm, vmas);
+        });
+        let hasher = scope.spawn(move || -> Result<(), InspectError> {
+            let mut h = Sha256::new();
+            for m in hasher_rx {
+                match m {
+                    ToHasher::Chunk(c) => {
+                        if hashing {
+                            h.update(&c.buf[c.carry..]);
+                        }
+                        if to_sink.send(c).is_err() {
+                            break;
+                        }
+                    }
+                    ToHasher::Skipped(b) => {
+                        if hashing {
+                            h.update(&b);
+                        }
+                    }
+                    ToHasher::Restart => h = Sha256::new(),
+                    ToHasher::End { member, whole } => {
+                        let digest = hex::encode(std::mem::take(&mut h).finalize());
+                        if hashing && whole {
+                            if let Err(e) = src.check_member_digest(&member, digest) {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        let read = read_pieces(src, &pieces, carry_max, hashing, stop, &to_hasher, &back_rx);
+        drop(to_hasher);
+        let hashed = match hasher.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Err(panic) = scanner.join() {
+            std::panic::resume_unwind(panic);
+        }
+        hashed.and(read)
+    })
+}
+
+/// The reading half of [`stream`].
+fn read_pieces(
+    src: &CheckpointSource,
+    pieces: &[(&str, u64, u64, u64)],
+    carry_max: usize,
+    hashing: bool,
+    stop: &AtomicBool,
+    tx: &mpsc::SyncSender<ToHasher>,
+    back: &mpsc::Receiver<Vec<u8>>,
+) -> Result<(), InspectError> {
+    // The last bytes read, and the virtual address just after them.
+    let mut tail: Vec<u8> = Vec::with_capacity(carry_max);
+    let mut carry_end: Option<u64> = None;
+    // Reads `n` bytes that are not memory: hashed when verifying, else dropped. False when
+    // the hasher is gone.
+    let skip = |r: &mut dyn Read, n: u64, member: &str| -> Result<bool, InspectError> {
+        let err = |e| src.member_err(member, e);
+        if !hashing {
+            std::io::copy(&mut r.take(n), &mut std::io::sink()).map_err(err)?;
+            return Ok(true);
+        }
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(CHUNK as u64) as usize;
+            let mut b = vec![0u8; k];
+            r.read_exact(&mut b).map_err(err)?;
+            left -= k as u64;
+            if tx.send(ToHasher::Skipped(b)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let mut i = 0;
+    while i < pieces.len() {
+        let member = pieces[i].0;
+        let n_member = pieces[i..].iter().take_while(|p| p.0 == member).count();
+        let group = &pieces[i..i + n_member];
+        i += n_member;
+        let err = |e| src.member_err(member, e);
+        let size = src.member(member).map(|m| m.size).unwrap_or(0);
+        let mut r = src.reader_unhashed(member)?;
+        let mut pos = 0u64;
+        // The member's digest is checked when every piece was read in order and the member
+        // then to its end; a member mapped twice is read again from its start.
+        let mut whole = true;
+        for &(_, off, vaddr, len) in group {
+            if off < pos {
+                r = src.reader_unhashed(member)?;
+                pos = 0;
+                whole = false;
+                if tx.send(ToHasher::Restart).is_err() {
+                    return Ok(());
+                }
+            }
+            if !skip(&mut r, off - pos, member)? {
+                return Ok(());
+            }
             pos = off;
             let mut at = vaddr;
             let mut left = len;
             while left > 0 {
-                if carry_end != Some(at) {
-                    buf.clear();
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
                 }
+                let contiguous = carry_end == Some(at);
+                if !contiguous {
+                    tail.clear();
+                }
+                let mut buf = back
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK + carry_max));
+                buf.clear();
+                buf.extend_from_slice(&tail);
                 let carry = buf.len();
                 let n = left.min(CHUNK as u64) as usize;
                 buf.resize(carry + n, 0);
                 r.read_exact(&mut buf[carry..]).map_err(err)?;
                 pos += n as u64;
                 left -= n as u64;
+                tail.clear();
+                tail.extend_from_slice(&buf[buf.len() - carry_max.min(buf.len())..]);
                 let start = at - carry as u64;
                 at += n as u64;
-                self.out.bytes_scanned += n as u64;
-                self.buffer(pid, comm, vmas, &buf, start, carry);
-                if self.done() {
+                carry_end = Some(at);
+                let chunk = Chunk {
+                    buf,
+                    start,
+                    carry,
+                    contiguous,
+                };
+                if tx.send(ToHasher::Chunk(chunk)).is_err() {
                     return Ok(());
                 }
-                let keep = self.carry_max.min(buf.len());
-                buf.drain(..buf.len() - keep);
-                carry_end = Some(at);
             }
         }
-        // To the end, so the member is checked against the manifest.
-        std::io::copy(&mut r, &mut std::io::sink()).map_err(err)?;
-        Ok(())
+        if whole && hashing {
+            // To the end, so the member is checked against the manifest.
+            if !skip(&mut r, size.saturating_sub(pos), member)? {
+                return Ok(());
+            }
+        }
+        let end = ToHasher::End {
+            member: member.to_string(),
+            whole,
+        };
+        if tx.send(end).is_err() {
+            return Ok(());
+        }
     }
+    Ok(())
 }
 
 /// Searches the memory of the checkpoint's processes (see the module's documentation).
@@ -557,6 +784,252 @@ pub fn search(
     opts: &SearchOptions,
 ) -> Result<SearchResult, InspectError> {
     let (matcher, max_len, bytes) = compile(pattern)?;
+    let context = opts.context.min(MAX_CONTEXT);
+    let carry_max = match max_len {
+        Some(n) => (n - 1).max(context),
+        None => REGEX_WINDOW.max(context),
+    };
+    let mut out = SearchResult {
+        pattern_hex: bytes.map(hex::encode),
+        ..Default::default()
+    };
+    let mut scan = Scan {
+        opts,
+        matcher: &matcher,
+        carry_max,
+        out: &mut out,
+    };
+    each_process(src, opts, &mut scan)?;
+    out.truncated = opts.max_hits.is_some_and(|m| out.count >= m);
+    Ok(out)
+}
+
+/// The most bytes of one string listed by [`strings`] (longer ones are cut; `len` says how long).
+pub const MAX_STRING: usize = 4096;
+/// The default shortest string [`strings`] lists.
+pub const DEFAULT_MIN_LEN: usize = 6;
+
+/// A printable string in memory (`reel search --strings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StringHit {
+    /// The process.
+    pub pid: u32,
+    /// Its command name.
+    pub comm: String,
+    /// The first byte's virtual address, `0x…`.
+    pub address: String,
+    /// The region, `0xSTART-0xEND`.
+    pub region: String,
+    /// Its protection, `rwxp`.
+    pub perms: String,
+    /// `[heap]`, `[stack]`, a file path, or empty for anonymous memory.
+    pub path: String,
+    /// The string's offset in the region.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// The string (its first [`MAX_STRING`] bytes).
+    pub string: String,
+    /// Longer than [`MAX_STRING`]: `string` is its beginning.
+    pub cut: bool,
+}
+
+/// What [`strings`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StringsResult {
+    /// The shortest string listed.
+    pub min_len: usize,
+    /// How many strings (all of them, also with `count_only`).
+    pub count: u64,
+    /// Strings per process.
+    pub per_pid: BTreeMap<u32, u64>,
+    /// Bytes of memory scanned.
+    pub bytes_scanned: u64,
+    /// The listing stopped at `max_hits`.
+    pub truncated: bool,
+    /// Strings counted but not listed: past [`DEFAULT_LISTED_HITS`] without `max_hits`.
+    pub unlisted: u64,
+    /// The strings, by process and address (empty with `count_only`).
+    pub strings: Vec<StringHit>,
+}
+
+impl StringsResult {
+    /// Whether any string was found.
+    pub fn found(&self) -> bool {
+        self.count > 0
+    }
+}
+
+/// Printable as `strings` sees it: ASCII graphic characters, space and tab.
+fn printable(b: u8) -> bool {
+    b == b'\t' || (0x20..=0x7e).contains(&b)
+}
+
+/// Lists printable strings of at least `min_len` bytes.
+struct StringsScan<'a> {
+    opts: &'a SearchOptions,
+    min_len: usize,
+    /// The string being read: its address, its first bytes, its length.
+    cur: Option<(u64, Vec<u8>, u64)>,
+    out: &'a mut StringsResult,
+}
+
+impl StringsScan<'_> {
+    fn emit(&mut self, pid: u32, comm: &str, vmas: &[Vma]) {
+        let Some((addr, bytes, len)) = self.cur.take() else {
+            return;
+        };
+        if len < self.min_len as u64 || self.done() {
+            return;
+        }
+        let opts = self.opts;
+        if let Some((lo, hi)) = opts.address {
+            if addr < lo || addr >= hi {
+                return;
+            }
+        }
+        let v = vma_at(vmas, addr);
+        if !opts.regions.is_empty() && !v.is_some_and(|v| opts.regions.iter().any(|k| v.is(*k))) {
+            return;
+        }
+        if let Some(p) = &opts.perms {
+            if !v.is_some_and(|v| perms_match(p, &v.perms())) {
+                return;
+            }
+        }
+        let out = &mut *self.out;
+        out.count += 1;
+        *out.per_pid.entry(pid).or_default() += 1;
+        if opts.count_only {
+            return;
+        }
+        if out.strings.len() as u64 >= opts.max_hits.unwrap_or(DEFAULT_LISTED_HITS) {
+            out.unlisted += 1;
+            return;
+        }
+        out.strings.push(StringHit {
+            pid,
+            comm: comm.to_string(),
+            address: format!("{addr:#x}"),
+            region: v
+                .map(|v| format!("{:#x}-{:#x}", v.start, v.end))
+                .unwrap_or_else(|| "-".into()),
+            perms: v.map(Vma::perms).unwrap_or_else(|| "----".into()),
+            path: v.map(|v| v.path.clone()).unwrap_or_default(),
+            offset: v.map(|v| addr - v.start).unwrap_or(0),
+            len,
+            // Printable ASCII only: always UTF-8.
+            string: String::from_utf8_lossy(&bytes).into_owned(),
+            cut: len > bytes.len() as u64,
+        });
+    }
+}
+
+impl Sink for StringsScan<'_> {
+    fn carry_max(&self) -> usize {
+        0
+    }
+
+    fn feed(
+        &mut self,
+        pid: u32,
+        comm: &str,
+        vmas: &[Vma],
+        buf: &[u8],
+        vaddr: u64,
+        _carry: usize,
+        contiguous: bool,
+    ) {
+        if !contiguous {
+            self.emit(pid, comm, vmas);
+        }
+        let mut i = 0;
+        while i < buf.len() {
+            let Some(n) = buf[i..].iter().position(|&b| printable(b)) else {
+                // No more printable bytes: a string being read ends.
+                self.emit(pid, comm, vmas);
+                return;
+            };
+            if n > 0 {
+                self.emit(pid, comm, vmas);
+            }
+            let s = i + n;
+            let e = buf[s..]
+                .iter()
+                .position(|&b| !printable(b))
+                .map_or(buf.len(), |k| s + k);
+            let run = &buf[s..e];
+            match &mut self.cur {
+                Some((_, bytes, len)) => {
+                    let room = MAX_STRING.saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&run[..run.len().min(room)]);
+                    *len += run.len() as u64;
+                }
+                None => {
+                    self.cur = Some((
+                        vaddr + s as u64,
+                        run[..run.len().min(MAX_STRING)].to_vec(),
+                        run.len() as u64,
+                    ))
+                }
+            }
+            if e < buf.len() {
+                self.emit(pid, comm, vmas);
+            }
+            if self.done() {
+                return;
+            }
+            i = e;
+        }
+    }
+
+    fn flush(&mut self, pid: u32, comm: &str, vmas: &[Vma]) {
+        self.emit(pid, comm, vmas);
+    }
+
+    fn done(&self) -> bool {
+        self.opts.max_hits.is_some_and(|m| self.out.count >= m)
+    }
+
+    fn scanned(&mut self, n: u64) {
+        self.out.bytes_scanned += n;
+    }
+}
+
+/// Lists the printable strings of at least `min_len` bytes (ASCII graphic characters, space,
+/// tab; as `strings -t x` does, per process) in the memory of the checkpoint's processes, with
+/// the filters and limits of `opts` (`context` is not used). Each process's pages are streamed
+/// once, as [`search`] does; a string going on across contiguous pages is one string.
+pub fn strings(
+    src: &CheckpointSource,
+    min_len: usize,
+    opts: &SearchOptions,
+) -> Result<StringsResult, InspectError> {
+    if min_len == 0 {
+        return Err(bad("--min-len must be at least 1"));
+    }
+    let mut out = StringsResult {
+        min_len,
+        ..Default::default()
+    };
+    let mut scan = StringsScan {
+        opts,
+        min_len,
+        cur: None,
+        out: &mut out,
+    };
+    each_process(src, opts, &mut scan)?;
+    let truncated = scan.done();
+    out.truncated = truncated;
+    Ok(out)
+}
+
+/// Streams the memory of every live process `opts` selects into `sink`.
+fn each_process<S: Sink + Send>(
+    src: &CheckpointSource,
+    opts: &SearchOptions,
+    sink: &mut S,
+) -> Result<(), InspectError> {
     if let Some((lo, hi)) = opts.address {
         if lo >= hi {
             return Err(bad(format!("the address range {lo:#x}-{hi:#x} is empty")));
@@ -575,21 +1048,7 @@ pub fn search(
         }
     }
     let files = file_paths(src)?;
-    let context = opts.context.min(MAX_CONTEXT);
-    let carry_max = match max_len {
-        Some(n) => (n - 1).max(context),
-        None => REGEX_WINDOW.max(context),
-    };
-    let mut out = SearchResult {
-        pattern_hex: bytes.map(hex::encode),
-        ..Default::default()
-    };
-    let mut scan = Scan {
-        opts,
-        matcher: &matcher,
-        carry_max,
-        out: &mut out,
-    };
+    let mut shm = SharedMemory::load(src)?;
     for p in &pstree {
         if !opts.pids.is_empty() && !opts.pids.contains(&p.pid) {
             continue;
@@ -606,14 +1065,14 @@ pub fn search(
         } else {
             p.threads.clone()
         };
-        let v = vmas(src, p.pid, &tids, &files)?;
-        scan.process(src, p.pid, &comm, &v)?;
-        if scan.done() {
-            out.truncated = true;
+        let (v, raw) = vmas(src, p.pid, &tids, &files, &shm)?;
+        let index = MemoryIndex::build(src, p.pid, &raw, &mut shm)?;
+        stream(sink, src, p.pid, &comm, &v, &index)?;
+        if sink.done() {
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The file paths of `files.img`'s regular files, by id.
@@ -636,6 +1095,8 @@ pub fn maps(
 ) -> Result<(Vec<MapRow>, Vec<FindingRow>), InspectError> {
     let pstree: Vec<proto::PstreeEntry> = entries(src, "pstree.img")?;
     let files = file_paths(src)?;
+    let mut shm = SharedMemory::load(src)?;
+    let page_size = src.page_size()?;
     let mut rows = Vec::new();
     let mut found = Vec::new();
     for p in &pstree {
@@ -655,15 +1116,8 @@ pub fn maps(
         } else {
             p.threads.clone()
         };
-        let vs = vmas(src, p.pid, &tids, &files)?;
-        let index = if src
-            .member(&format!("{CHECKPOINT_DIR}pagemap-{}.img", p.pid))
-            .is_some()
-        {
-            Some(PageIndex::load(src, p.pid)?)
-        } else {
-            None
-        };
+        let (vs, raw) = vmas(src, p.pid, &tids, &files, &shm)?;
+        let index = MemoryIndex::build(src, p.pid, &raw, &mut shm)?;
         // CRIU (compel) runs its syscalls from the first bytes of the first executable VMA:
         // it writes a syscall instruction there and puts the bytes back, which leaves that
         // page a private copy in every dump. It is not counted as modified code.
@@ -675,16 +1129,7 @@ pub fn maps(
             })
             .map(|v| v.start);
         for v in &vs {
-            let dumped: u64 = index
-                .iter()
-                .flat_map(|ix| ix.runs())
-                .filter(|r| r.is_present())
-                .map(|r| {
-                    let lo = r.vaddr.max(v.start);
-                    let hi = r.end().min(v.end);
-                    hi.saturating_sub(lo) / PAGE_SIZE
-                })
-                .sum();
+            let dumped = index.dumped_pages(v.start, v.end);
             let perms = v.perms();
             let range = format!("{:#x}-{:#x}", v.start, v.end);
             let special = v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0;
@@ -721,9 +1166,9 @@ pub fn maps(
                 - u64::from(
                     compel_page == Some(v.start)
                         && index
-                            .as_ref()
-                            .and_then(|ix| ix.run_at(v.start))
-                            .is_some_and(|r| r.is_present()),
+                            .within(v.start, v.start + 1)
+                            .first()
+                            .is_some_and(|p| p.offset.is_some()),
                 );
             if exec && v.file() && !v.shared() && written > 0 {
                 finding(
@@ -750,7 +1195,7 @@ pub fn maps(
                 } else {
                     "anon".into()
                 },
-                pages: (v.end - v.start) / PAGE_SIZE,
+                pages: (v.end - v.start) / page_size,
                 pages_dumped: dumped,
             });
         }
@@ -800,6 +1245,57 @@ mod tests {
             true
         });
         assert_eq!(hits, [0, 5]);
+    }
+
+    #[test]
+    fn strings_join_contiguous_chunks_and_respect_min_len() {
+        let opts = SearchOptions::default();
+        let mut out = StringsResult::default();
+        let mut s = StringsScan {
+            opts: &opts,
+            min_len: 6,
+            cur: None,
+            out: &mut out,
+        };
+        let vmas = [Vma {
+            start: 0x1000,
+            end: 0x9000,
+            prot: 3,
+            flags: 2,
+            status: 0,
+            pgoff: 0,
+            path: String::new(),
+            stack: false,
+            anon_shared: false,
+        }];
+        s.feed(
+            1,
+            "c",
+            &vmas,
+            b"\0\0HELLO WORLD\0abc\0SPLIT-",
+            0x1000,
+            0,
+            false,
+        );
+        s.feed(1, "c", &vmas, b"ACROSS\x01tail-at-end", 0x1018, 0, true);
+        // Not contiguous: the string being read ends.
+        s.feed(1, "c", &vmas, b"again!", 0x5000, 0, false);
+        s.flush(1, "c", &vmas);
+        let got: Vec<_> = out
+            .strings
+            .iter()
+            .map(|h| (h.address.as_str(), h.string.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0x1002", "HELLO WORLD"),
+                ("0x1012", "SPLIT-ACROSS"),
+                ("0x101f", "tail-at-end"),
+                ("0x5000", "again!"),
+            ]
+        );
+        assert_eq!(out.count, 4);
     }
 
     #[test]

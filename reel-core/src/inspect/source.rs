@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::pages::DEFAULT_PAGE_SIZE;
 use super::zstd_seek::{ReadAt, SeekableZstd};
 use super::InspectError;
 use crate::archive::read_up_to;
@@ -265,6 +266,31 @@ impl CheckpointSource {
         self.manifest.as_ref()
     }
 
+    /// The page size CRIU's pagemaps count in: the manifest's `page_size` (or, from reel
+    /// before it had that field, `dump_options.page_size`), else the architecture's default,
+    /// [`DEFAULT_PAGE_SIZE`] (foreign archives). A recorded size that is no power of two from
+    /// 4 KiB to 1 MiB is an error.
+    pub fn page_size(&self) -> Result<u64, InspectError> {
+        let recorded = self.manifest.as_ref().and_then(|m| {
+            m.fields.page_size.or_else(|| {
+                m.fields
+                    .dump_options
+                    .get("page_size")
+                    .and_then(|v| v.as_u64())
+            })
+        });
+        match recorded {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(p) if p.is_power_of_two() && (4096..=1 << 20).contains(&p) => Ok(p),
+            Some(p) => Err(InspectError::BadMember {
+                member: MANIFEST_NAME.into(),
+                reason: format!(
+                    "page_size {p} is not a page size (a power of two from 4096 to 1 MiB)"
+                ),
+            }),
+        }
+    }
+
     /// Every member (directories included), by name.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
@@ -327,9 +353,31 @@ impl CheckpointSource {
             name: m.name,
             size: m.size,
             read: 0,
-            hasher: Some(Sha256::new()),
+            // Without a manifest there is nothing to check a digest against.
+            hasher: self.manifest.is_some().then(Sha256::new),
             inner,
         })
+    }
+
+    /// The member `name` as a stream its caller hashes itself (on another thread, so hashing
+    /// and reading overlap): the caller gives the SHA-256 of the whole member to
+    /// [`CheckpointSource::check_member_digest`] when [`CheckpointSource::wants_digest`].
+    pub fn reader_unhashed(&self, name: &str) -> Result<MemberReader<'_>, InspectError> {
+        let mut r = self.reader(name)?;
+        r.hasher = None;
+        Ok(r)
+    }
+
+    /// Whether members read whole are to be hashed and checked: there is a manifest and
+    /// verification is on.
+    pub fn wants_digest(&self) -> bool {
+        self.manifest.is_some() && self.verify
+    }
+
+    /// Checks the SHA-256 (hex) of the whole member `name` against the manifest, as a
+    /// [`MemberReader`] does at its end, and records it.
+    pub fn check_member_digest(&self, name: &str, sha256: String) -> Result<(), InspectError> {
+        self.check_digest(name, sha256)
     }
 
     /// The member `name` as a seekable stream, for readers that only need parts of it (the
