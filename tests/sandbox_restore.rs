@@ -593,6 +593,47 @@ fn refusals_and_failures_leave_nothing_behind() {
     );
     assert_nothing_left(&name);
 
+    // Evidence tampered with after the checkpoint (one byte of the largest memory pages image,
+    // which is copied while the sandbox is being set up): refused, CRIU never ran, nothing left.
+    let tampered = scratch("reel-sb-tampered.");
+    let copy = tampered.path().join("tampered.tar");
+    fs::copy(&archive, &copy).unwrap();
+    let (offset, size) = {
+        let f = fs::File::open(&copy).unwrap();
+        let mut ar = tar::Archive::new(f);
+        ar.entries_with_seek()
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|e| String::from_utf8_lossy(&e.path_bytes()).starts_with("checkpoint/pages-"))
+            .map(|e| (e.raw_file_position(), e.size()))
+            .max_by_key(|(_, size)| *size)
+            .expect("the archive holds a pages image")
+    };
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&copy)
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, offset + size / 2).unwrap();
+        f.write_all_at(&[b[0] ^ 0x5a], offset + size / 2).unwrap();
+    }
+    let name = kit::unique_name("sb");
+    let out = restore_cmd(&reel, &copy, &name, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not match the manifest") && err.contains("pages-"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("CRIU said"),
+        "CRIU ran on tampered images: {err}"
+    );
+    assert_nothing_left(&name);
+
     // reel killed in the middle of a restore: the monitor removes everything.
     let name = kit::unique_name("sb");
     let mut child = Command::new(kit::bins::reel_bin())

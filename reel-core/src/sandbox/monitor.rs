@@ -41,6 +41,12 @@ use crate::archive::{self, ExtractLimits};
 use crate::criu::{CgroupMode, Criu, CriuError, NotifyKind, Options};
 use crate::host;
 
+/// Whether an archive member is a memory pages image (copied alongside the sandbox's setup).
+fn is_pages(name: &str) -> bool {
+    name.strip_prefix(archive::CHECKPOINT_DIR)
+        .is_some_and(|n| n.starts_with("pages-"))
+}
+
 /// The hidden subcommand that runs the monitor: `reel __sandbox-monitor <state dir> <report
 /// fd> <owner fd>`. The binary calls [`monitor_main`] with the arguments after it.
 pub const MONITOR_ARG: &str = "__sandbox-monitor";
@@ -157,6 +163,7 @@ pub fn monitor_main(args: &[OsString]) -> i32 {
             }
             drop(report);
             m.owner = None;
+            m.drop_scratch();
             m.watch()
         }
         Err(e) => {
@@ -239,15 +246,25 @@ impl Monitor {
                 ]
                 .contains(&n)
         };
-        let got = archive::extract_members(
-            &self.req.archive,
-            &data,
-            wanted,
-            ExtractLimits {
-                max_bytes: room,
-                ..ExtractLimits::default()
-            },
-        )?;
+        let limits = ExtractLimits {
+            max_bytes: room,
+            ..ExtractLimits::default()
+        };
+        // A store's plain tar: everything but the memory pages is copied and checked now (the
+        // plan needs it); the pages, most of the bytes, are copied and checked on other
+        // threads while the cgroup, network and rootfs are made, and CRIU starts only once
+        // they all match the manifest. A compressed export is read front to back.
+        let (got, pages) =
+            match archive::stage_members(&self.req.archive, &data, wanted, is_pages, limits)? {
+                Some(mut staged) => {
+                    let pages = staged.spawn_pending()?;
+                    (staged.extracted, Some(pages))
+                }
+                None => (
+                    archive::extract_members(&self.req.archive, &data, wanted, limits)?,
+                    None,
+                ),
+            };
         self.rec.checkpoint_id = Some(got.manifest.fields.checkpoint_id.clone());
         self.step("extract", &mut clock);
         self.save()?;
@@ -344,6 +361,11 @@ impl Monitor {
         self.owner_here()?;
 
         self.step("rootfs", &mut clock);
+        if let Some(p) = pages {
+            p.wait()?;
+            self.step("pages", &mut clock);
+        }
+        self.owner_here()?;
         // CRIU, from inside the sandbox's cgroup, as our child; the restored init as well.
         let me = std::process::id() as i32;
         cgroup::join(&dirs, me)?;
@@ -435,15 +457,20 @@ impl Monitor {
         self.rec.processes = restored_tree(root);
         self.rec.phase = Phase::Running;
         self.save()?;
-        // The private images did their job; the archive keeps the evidence.
-        for d in [images, work] {
-            let _ = fs::remove_dir_all(&d);
+        self.owner_here()?;
+        Ok(())
+    }
+
+    /// Removes the private images and CRIU's work dir: they did their job (the archive keeps
+    /// the evidence). Called once the report is sent, so the asker does not wait for it.
+    fn drop_scratch(&self) {
+        let data = &self.req.data_dir;
+        for d in ["checkpoint", "work-criu"] {
+            let _ = fs::remove_dir_all(data.join(d));
         }
         for f in [archive::ROOTFS_DIFF_TAR, archive::SPEC_DUMP] {
             let _ = fs::remove_file(data.join(f));
         }
-        self.owner_here()?;
-        Ok(())
     }
 
     /// After the report: reap, log, record, until the sandbox ends.
