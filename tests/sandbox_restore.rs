@@ -210,6 +210,7 @@ fn assert_nothing_left(name: &str) {
     for p in [
         PathBuf::from("/run/reel/sandboxes").join(name),
         PathBuf::from("/var/lib/reel/sandboxes").join(name),
+        PathBuf::from("/dev/shm/reel-sandboxes").join(name),
         PathBuf::from("/run/netns").join(format!("reel-{name}")),
         PathBuf::from("/sys/fs/cgroup/memory/reel-sandboxes").join(name),
         PathBuf::from("/sys/fs/cgroup/unified/reel-sandboxes").join(name),
