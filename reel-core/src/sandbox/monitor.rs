@@ -433,6 +433,8 @@ impl Monitor {
             .ok()
             .flatten();
         let mut net_done: Option<Result<super::state::NetworkRecord, SandboxError>> = None;
+        // How long filling CRIU's network namespace took (part of the step `criu`).
+        let mut net_ms = None;
         let (mode, addresses, ext) = (
             self.req.network,
             plan.addresses.clone(),
@@ -451,8 +453,10 @@ impl Monitor {
                 let Some(pid) = n.pid() else {
                     return Err("setup-namespaces without a pid".into());
                 };
+                let t = std::time::Instant::now();
                 let r = network::attach(&netns, pid, Some(&host_mnt))
                     .and_then(|()| network::configure(&netns, mode, &addresses, Some(&host_mnt)));
+                net_ms = Some(t.elapsed().as_millis() as u64);
                 let failed = r.as_ref().err().map(|e| e.to_string());
                 net_done = Some(r);
                 if let Some(e) = failed {
@@ -480,6 +484,9 @@ impl Monitor {
         };
         self.rec.root_pid = Some(root);
         self.step("criu", &mut clock);
+        if let Some(ms) = net_ms {
+            self.rec.steps_ms.insert("criu.network".into(), ms);
+        }
         left?;
         self.rec.processes = restored_tree(root);
         self.rec.phase = Phase::Running;
