@@ -515,15 +515,22 @@ impl Monitor {
         }
     }
 
-    /// The scratch directory for the images when the archive fits in memory twice over (the
-    /// copy, and the restored processes' own memory) with room to spare, and on the tmpfs.
+    /// The scratch directory for the images when the archive is a plain tar that fits in
+    /// memory twice over (the copy, and the restored processes' own memory) with room to
+    /// spare, and on the tmpfs.
     /// Its parent must be root's own directory (not a symlink, no one else may write): the
     /// tmpfs is usually `/dev/shm`, where anyone may create names.
     fn scratch_for_images(&self) -> Option<PathBuf> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dir = self.req.scratch_dir.clone()?;
         let root = dir.parent()?;
-        let size = fs::metadata(&self.req.archive).ok()?.len();
+        // A plain tar's size bounds what is copied; a compressed export's does not.
+        let mut file = File::open(&self.req.archive).ok()?;
+        let (compression, _) = archive::detect_compression(&mut file).ok()?;
+        if compression != archive::Compression::None {
+            return None;
+        }
+        let size = file.metadata().ok()?.len();
         let spare: u64 = 512 << 20;
         let memory = mem_available()?;
         let _ = crate::durable::create_private_dirs(root);
