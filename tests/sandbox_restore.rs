@@ -210,6 +210,7 @@ fn assert_nothing_left(name: &str) {
     for p in [
         PathBuf::from("/run/reel/sandboxes").join(name),
         PathBuf::from("/var/lib/reel/sandboxes").join(name),
+        PathBuf::from("/dev/shm/reel-sandboxes").join(name),
         PathBuf::from("/run/netns").join(format!("reel-{name}")),
         PathBuf::from("/sys/fs/cgroup/memory/reel-sandboxes").join(name),
         PathBuf::from("/sys/fs/cgroup/unified/reel-sandboxes").join(name),
@@ -590,6 +591,47 @@ fn refusals_and_failures_leave_nothing_behind() {
         Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert_nothing_left(&name);
+
+    // Evidence tampered with after the checkpoint (one byte of the largest memory pages image,
+    // which is copied while the sandbox is being set up): refused, CRIU never ran, nothing left.
+    let tampered = scratch("reel-sb-tampered.");
+    let copy = tampered.path().join("tampered.tar");
+    fs::copy(&archive, &copy).unwrap();
+    let (offset, size) = {
+        let f = fs::File::open(&copy).unwrap();
+        let mut ar = tar::Archive::new(f);
+        ar.entries_with_seek()
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|e| String::from_utf8_lossy(&e.path_bytes()).starts_with("checkpoint/pages-"))
+            .map(|e| (e.raw_file_position(), e.size()))
+            .max_by_key(|(_, size)| *size)
+            .expect("the archive holds a pages image")
+    };
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&copy)
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, offset + size / 2).unwrap();
+        f.write_all_at(&[b[0] ^ 0x5a], offset + size / 2).unwrap();
+    }
+    let name = kit::unique_name("sb");
+    let out = restore_cmd(&reel, &copy, &name, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not match the manifest") && err.contains("pages-"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("CRIU said"),
+        "CRIU ran on tampered images: {err}"
     );
     assert_nothing_left(&name);
 

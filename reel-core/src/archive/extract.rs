@@ -16,12 +16,16 @@
 //!
 //! On error the caller removes `dest` (whatever was written is not trustworthy).
 
+use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use super::reader::{decoded, parse_manifest};
+use super::reader::{decoded, open_detect, parse_manifest, Compression};
 use super::{ArchiveError, HashingWriter, Manifest, CHECKPOINT_DIR, MANIFEST_NAME};
 
 /// Bounds on what one extraction may write.
@@ -151,31 +155,10 @@ fn extract_from<R: Read>(
         if !wanted(&name) || (name == CHECKPOINT_DIR && entry.header().entry_type().is_dir()) {
             continue;
         }
-        if !entry.header().entry_type().is_file() {
-            return Err(bad(archive, format!("member {name} is not a regular file")));
-        }
-        let path = target_of(dest, &name)
-            .map_err(|why| bad(archive, format!("member name {name:?}: {why}")))?;
-        if name.starts_with(CHECKPOINT_DIR) {
-            private_dir(&dest.join("checkpoint"))?;
-        }
         let size = entry.size();
-        if bytes.saturating_add(size) > limits.max_bytes {
-            return Err(bad(
-                archive,
-                format!(
-                    "the members to extract exceed {} bytes (at {name})",
-                    limits.max_bytes
-                ),
-            ));
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| ArchiveError::io("creating", &path, e))?;
+        let is_file = entry.header().entry_type().is_file();
+        let path = admit(archive, dest, &name, is_file, size, bytes, limits)?;
+        let file = create_member(&path)?;
         let (sha, got) = copy_hashed(&mut entry, file, size, &path)
             .map_err(|e| e.unwrap_or_else(|| read_err(io::ErrorKind::UnexpectedEof.into())))?;
         bytes += got;
@@ -192,30 +175,335 @@ fn extract_from<R: Read>(
         path: archive.to_owned(),
     })?;
     for (m, sha) in &written {
-        match manifest.member(&m.name) {
-            None => {
-                return Err(bad(
-                    archive,
-                    format!("member {} is not in the manifest", m.name),
-                ))
-            }
-            Some(d) if d.size != m.size || d.sha256 != *sha => {
-                return Err(bad(
-                    archive,
-                    format!(
-                        "member {} does not match the manifest (size {} vs {}, sha256 {sha} vs {})",
-                        m.name, m.size, d.size, d.sha256
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
+        check_member(&manifest, archive, &m.name, m.size, sha)?;
     }
     Ok(Extracted {
         manifest,
         members: written.into_iter().map(|(m, _)| m).collect(),
         bytes,
     })
+}
+
+/// A member [`stage_members`] left to be copied later (by [`Staged::spawn_pending`]): `size`
+/// bytes at `offset` in the archive, to `path`, whose SHA-256 must be `sha256`.
+#[derive(Debug, Clone)]
+pub struct PendingMember {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    offset: u64,
+    sha256: String,
+}
+
+/// What [`stage_members`] did: `extracted` lists the members written and checked so far (its
+/// manifest is the archive's); `pending` the ones left to copy, each already known to the
+/// manifest with its size.
+#[derive(Debug)]
+pub struct Staged {
+    pub extracted: Extracted,
+    pub pending: Vec<PendingMember>,
+    archive: PathBuf,
+    file: File,
+}
+
+/// Like [`extract_members`], for an uncompressed archive file, without reading it front to
+/// back: the headers are walked by seeking (so the manifest, the last member, is known first),
+/// every wanted member is checked against the manifest's names and sizes before anything is
+/// written, the members `defer` does not select are copied and checked against their SHA-256
+/// now, and the ones it selects are left in [`Staged::pending`] for [`Staged::spawn_pending`]
+/// to copy and check on other threads while the caller goes on. Same refusals as
+/// [`extract_members`] (a member named twice is refused before anything is written).
+/// `Ok(None)` when the archive is compressed (it can only be read front to back).
+pub fn stage_members(
+    archive: &Path,
+    dest: &Path,
+    wanted: impl Fn(&str) -> bool,
+    defer: impl Fn(&str) -> bool,
+    limits: ExtractLimits,
+) -> Result<Option<Staged>, ArchiveError> {
+    let file = match open_detect(archive)? {
+        (Compression::None, f) => f,
+        (Compression::Zstd, _) => return Ok(None),
+    };
+    let read_err = |source| ArchiveError::Read {
+        path: archive.to_owned(),
+        source,
+    };
+    private_dir(dest)?;
+    // (name, where to, offset, size), in archive order.
+    let mut chosen: Vec<(String, PathBuf, u64, u64)> = Vec::new();
+    let mut names = HashSet::new();
+    let mut manifest = None;
+    let mut bytes = 0u64;
+    let mut count = 0usize;
+    {
+        let mut tar = tar::Archive::new(&file);
+        for entry in tar.entries_with_seek().map_err(read_err)? {
+            let entry = entry.map_err(read_err)?;
+            count += 1;
+            if count > limits.max_members {
+                return Err(bad(
+                    archive,
+                    format!("more than {} members", limits.max_members),
+                ));
+            }
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            if name == MANIFEST_NAME {
+                if manifest.is_some() {
+                    return Err(bad(archive, format!("{MANIFEST_NAME} appears twice")));
+                }
+                manifest = Some(parse_manifest(entry, archive)?);
+                continue;
+            }
+            if !wanted(&name) || (name == CHECKPOINT_DIR && entry.header().entry_type().is_dir()) {
+                continue;
+            }
+            let size = entry.size();
+            let is_file = entry.header().entry_type().is_file();
+            let path = admit(archive, dest, &name, is_file, size, bytes, limits)?;
+            if !names.insert(name.clone()) {
+                return Err(bad(archive, format!("member {name} appears twice")));
+            }
+            bytes += size;
+            chosen.push((name, path, entry.raw_file_position(), size));
+        }
+    }
+    let manifest = manifest.ok_or_else(|| ArchiveError::NoManifest {
+        path: archive.to_owned(),
+    })?;
+    let mut members = Vec::new();
+    let mut pending = Vec::new();
+    for (name, path, offset, size) in chosen {
+        let Some(digest) = manifest.member(&name) else {
+            return Err(bad(
+                archive,
+                format!("member {name} is not in the manifest"),
+            ));
+        };
+        if digest.size != size {
+            return Err(bad(
+                archive,
+                format!(
+                    "member {name} does not match the manifest (size {size} vs {})",
+                    digest.size
+                ),
+            ));
+        }
+        if defer(&name) {
+            pending.push(PendingMember {
+                sha256: digest.sha256.clone(),
+                name,
+                path,
+                size,
+                offset,
+            });
+            continue;
+        }
+        let got = copy_member(&file, archive, offset, size, &path, None)?;
+        check_member(&manifest, archive, &name, size, &got)?;
+        members.push(ExtractedMember { name, path, size });
+    }
+    Ok(Some(Staged {
+        extracted: Extracted {
+            manifest,
+            members,
+            bytes,
+        },
+        pending,
+        archive: archive.to_owned(),
+        file,
+    }))
+}
+
+/// Reads `[pos, end)` of a file with `pread` (no shared file offset), failing once `stop` is
+/// set.
+struct Span<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+    stop: Option<&'a AtomicBool>,
+}
+
+impl Read for Span<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(io::Error::other("cancelled"));
+        }
+        let left = usize::try_from(self.end - self.pos).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Copies `size` bytes at `offset` of `file` into a new file at `path`; returns their SHA-256.
+fn copy_member(
+    file: &File,
+    archive: &Path,
+    offset: u64,
+    size: u64,
+    path: &Path,
+    stop: Option<&AtomicBool>,
+) -> Result<String, ArchiveError> {
+    let out = create_member(path)?;
+    let mut span = Span {
+        file,
+        pos: offset,
+        end: offset.saturating_add(size),
+        stop,
+    };
+    let (sha, _) = copy_hashed(&mut span, out, size, path).map_err(|e| {
+        e.unwrap_or_else(|| ArchiveError::Read {
+            path: archive.to_owned(),
+            source: io::ErrorKind::UnexpectedEof.into(),
+        })
+    })?;
+    Ok(sha)
+}
+
+/// The copies [`Staged::spawn_pending`] runs; dropped before [`PendingCopy::wait`], it stops
+/// them and waits until they have.
+#[derive(Debug)]
+pub struct PendingCopy {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<Vec<ExtractedMember>, ArchiveError>>>,
+}
+
+impl PendingCopy {
+    /// Waits for the copies; the members written, each checked against its SHA-256.
+    pub fn wait(mut self) -> Result<Vec<ExtractedMember>, ArchiveError> {
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(ArchiveError::io(
+                "copying",
+                Path::new("<pending members>"),
+                io::Error::other("the copying thread panicked"),
+            )),
+        }
+    }
+}
+
+impl Drop for PendingCopy {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.stop.store(true, Ordering::Relaxed);
+            let _ = h.join();
+        }
+    }
+}
+
+impl Staged {
+    /// Copies the pending members on another thread (each hashed on yet another as it is
+    /// written) and checks each against the manifest's SHA-256.
+    pub fn spawn_pending(&mut self) -> Result<PendingCopy, ArchiveError> {
+        let pending = std::mem::take(&mut self.pending);
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| ArchiveError::io("opening", &self.archive, e))?;
+        let archive = self.archive.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("reel-copy".into())
+            .spawn(move || {
+                let mut done = Vec::new();
+                for p in pending {
+                    let sha = copy_member(&file, &archive, p.offset, p.size, &p.path, Some(&flag))?;
+                    if sha != p.sha256 {
+                        return Err(bad(
+                            &archive,
+                            format!(
+                                "member {} does not match the manifest (sha256 {sha} vs {})",
+                                p.name, p.sha256
+                            ),
+                        ));
+                    }
+                    done.push(ExtractedMember {
+                        name: p.name,
+                        path: p.path,
+                        size: p.size,
+                    });
+                }
+                Ok(done)
+            })
+            .map_err(|e| ArchiveError::io("copying", &self.archive, e))?;
+        Ok(PendingCopy {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+/// Checks a wanted member before anything of it is written: a regular file, a name that stays
+/// inside `dest`, and within the byte bound (`bytes` written so far); returns where it goes
+/// (creating `dest/checkpoint/` for images).
+fn admit(
+    archive: &Path,
+    dest: &Path,
+    name: &str,
+    is_file: bool,
+    size: u64,
+    bytes: u64,
+    limits: ExtractLimits,
+) -> Result<PathBuf, ArchiveError> {
+    if !is_file {
+        return Err(bad(archive, format!("member {name} is not a regular file")));
+    }
+    let path = target_of(dest, name)
+        .map_err(|why| bad(archive, format!("member name {name:?}: {why}")))?;
+    if name.starts_with(CHECKPOINT_DIR) {
+        private_dir(&dest.join("checkpoint"))?;
+    }
+    if bytes.saturating_add(size) > limits.max_bytes {
+        return Err(bad(
+            archive,
+            format!(
+                "the members to extract exceed {} bytes (at {name})",
+                limits.max_bytes
+            ),
+        ));
+    }
+    Ok(path)
+}
+
+/// Creates a member's file: new (a name written twice, or planted as a symlink, fails), 0600.
+fn create_member(path: &Path) -> Result<File, ArchiveError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| ArchiveError::io("creating", path, e))
+}
+
+/// Fails unless the manifest lists member `name` with this size and SHA-256.
+fn check_member(
+    manifest: &Manifest,
+    archive: &Path,
+    name: &str,
+    size: u64,
+    sha: &str,
+) -> Result<(), ArchiveError> {
+    match manifest.member(name) {
+        None => Err(bad(
+            archive,
+            format!("member {name} is not in the manifest"),
+        )),
+        Some(d) if d.size != size || d.sha256 != sha => Err(bad(
+            archive,
+            format!(
+                "member {name} does not match the manifest (size {size} vs {}, sha256 {sha} vs {})",
+                d.size, d.sha256
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Members at least this large are hashed on another thread while they are written.
@@ -452,6 +740,147 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("exceed"), "{e}");
+    }
+
+    /// `stage_members` on a file: the archive written to `dir/a.tar`.
+    fn stage(
+        data: &[u8],
+        dir: &Path,
+        defer: impl Fn(&str) -> bool,
+    ) -> Result<Option<Staged>, ArchiveError> {
+        let path = dir.join("a.tar");
+        fs::write(&path, data).unwrap();
+        stage_members(
+            &path,
+            &dir.join("out"),
+            |n| n.starts_with("checkpoint/") || n == "rootfs-diff.tar",
+            defer,
+            ExtractLimits::default(),
+        )
+    }
+
+    #[test]
+    fn staged_members_are_checked_now_or_when_copied() {
+        let big: Vec<u8> = (0..(9 << 20) + 5).map(|i| (i % 253) as u8).collect();
+        let members: &[(&str, &[u8])] = &[
+            ("checkpoint/core-1.img", b"core"),
+            ("checkpoint/pages-1.img", &big),
+            ("checkpoint/pages-2.img", b"small pages"),
+            ("rootfs-diff.tar", b""),
+            ("dump.log", b"x"),
+        ];
+        let is_pages = |n: &str| n.starts_with("checkpoint/pages-");
+        let dir = tempfile::tempdir().unwrap();
+        let mut staged = stage(
+            &tar_with(members, Some(manifest_for(members))),
+            dir.path(),
+            is_pages,
+        )
+        .unwrap()
+        .expect("a plain tar is staged");
+        let now: Vec<&str> = staged
+            .extracted
+            .members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(now, ["checkpoint/core-1.img", "rootfs-diff.tar"]);
+        assert_eq!(staged.pending.len(), 2);
+        let out = dir.path().join("out");
+        assert!(!out.join("checkpoint/pages-1.img").exists());
+        let copied = staged.spawn_pending().unwrap().wait().unwrap();
+        assert_eq!(copied.len(), 2);
+        assert_eq!(fs::read(out.join("checkpoint/pages-1.img")).unwrap(), big);
+        assert_eq!(
+            fs::read(out.join("checkpoint/pages-2.img")).unwrap(),
+            b"small pages"
+        );
+        assert!(!out.join("dump.log").exists());
+
+        // A pages image changed after the manifest: found when it is copied.
+        let mut bad = big.clone();
+        bad[7 << 20] ^= 1;
+        let tampered: &[(&str, &[u8])] = &[
+            ("checkpoint/core-1.img", b"core"),
+            ("checkpoint/pages-1.img", &bad),
+        ];
+        let listed: &[(&str, &[u8])] = &[
+            ("checkpoint/core-1.img", b"core"),
+            ("checkpoint/pages-1.img", &big),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut staged = stage(
+            &tar_with(tampered, Some(manifest_for(listed))),
+            dir.path(),
+            is_pages,
+        )
+        .unwrap()
+        .unwrap();
+        let e = staged.spawn_pending().unwrap().wait().unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        // ... and any other member before anything is deferred.
+        let dir = tempfile::tempdir().unwrap();
+        let e = stage(
+            &tar_with(tampered, Some(manifest_for(listed))),
+            dir.path(),
+            |_| false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        // A size that differs from the manifest's, a member named twice, no manifest: refused
+        // before anything is copied.
+        for (data, why) in [
+            (
+                tar_with(
+                    &[("checkpoint/pages-1.img", b"abcd")],
+                    Some(manifest_for(&[("checkpoint/pages-1.img", b"abc")])),
+                ),
+                "does not match",
+            ),
+            (
+                tar_with(
+                    &[("checkpoint/a.img", b"abc"), ("checkpoint/a.img", b"abc")],
+                    Some(manifest_for(&[("checkpoint/a.img", b"abc")])),
+                ),
+                "twice",
+            ),
+            (tar_with(&[("checkpoint/a.img", b"abc")], None), "manifest"),
+            (
+                tar_with(
+                    &[("checkpoint/../x", b"abc")],
+                    Some(manifest_for(&[("checkpoint/../x", b"abc")])),
+                ),
+                "member name",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let e = stage(&data, dir.path(), is_pages).unwrap_err();
+            assert!(e.to_string().contains(why), "{why}: {e}");
+            assert!(!dir.path().join("out/checkpoint/pages-1.img").exists());
+        }
+        // A zstd archive can only be read front to back.
+        let dir = tempfile::tempdir().unwrap();
+        let z = zstd::encode_all(&tar_with(members, Some(manifest_for(members)))[..], 1).unwrap();
+        assert!(stage(&z, dir.path(), is_pages).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_pending_copy_dropped_stops() {
+        let big: Vec<u8> = vec![7u8; 64 << 20];
+        let members: &[(&str, &[u8])] = &[("checkpoint/pages-1.img", &big)];
+        let dir = tempfile::tempdir().unwrap();
+        let mut staged = stage(
+            &tar_with(members, Some(manifest_for(members))),
+            dir.path(),
+            |_| true,
+        )
+        .unwrap()
+        .unwrap();
+        let copy = staged.spawn_pending().unwrap();
+        drop(copy);
+        // Stopped and joined: nothing writes into the directory any more, so it can go.
+        fs::remove_dir_all(dir.path().join("out")).unwrap();
+        assert!(!dir.path().join("out").exists());
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub(crate) mod xattr;
 pub use config_dump::ConfigDump;
 pub use custody::{node_hostname, Operator};
 pub use error::ArchiveError;
-pub use extract::{extract_members, ExtractLimits, Extracted, ExtractedMember};
+pub use extract::{
+    extract_members, stage_members, ExtractLimits, Extracted, ExtractedMember, PendingCopy,
+    PendingMember, Staged,
+};
 pub use hashing::{sha256_hex, HashingReader, HashingWriter};
 pub use manifest::{
     ContainerIdentity, Manifest, ManifestFields, MemberDigest, RootfsDiffInfo, RootfsLayers,

@@ -4,8 +4,10 @@
 //! reach anything real:
 //!
 //! * **its own copy of the evidence**: the images are extracted from the archive (never
-//!   written to) into the sandbox's private directory, each member checked against the
-//!   manifest's SHA-256; CRIU restores from that copy (no auto-dedup, no lazy pages);
+//!   written to) into the sandbox's private directory (on a tmpfs, `/dev/shm/reel-sandboxes`,
+//!   when they fit in memory; the memory pages while the rest of the sandbox is built), each
+//!   member checked against the manifest's SHA-256 before CRIU starts; CRIU restores from that
+//!   copy (no auto-dedup, no lazy pages), removed once the sandbox runs;
 //! * **its own rootfs**: an overlay of the original's base layers (recorded at checkpoint time,
 //!   or `--rootfs-base`) under an upper dir holding `rootfs-diff.tar` minus `deleted.files`;
 //!   every bind mount becomes a private copy ([`rootfs`]);
@@ -57,8 +59,11 @@ const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where sandboxes keep their state (root-only; a tmpfs on most hosts).
 pub const DEFAULT_STATE_ROOT: &str = "/run/reel/sandboxes";
-/// Where sandboxes keep their data (images copy, rootfs layers, volume copies).
+/// Where sandboxes keep their data (images copy unless it is on the scratch tmpfs, rootfs
+/// layers, volume copies).
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/reel/sandboxes";
+/// Where sandboxes copy their images when they fit in memory: a tmpfs.
+pub const DEFAULT_SCRATCH_ROOT: &str = "/dev/shm/reel-sandboxes";
 /// The parent cgroup of every sandbox, in each hierarchy.
 pub const CGROUP_PARENT: &str = "reel-sandboxes";
 
@@ -67,6 +72,9 @@ pub const CGROUP_PARENT: &str = "reel-sandboxes";
 pub struct Sandboxes {
     pub state_root: PathBuf,
     pub data_root: PathBuf,
+    /// A directory on a tmpfs for the private copy of the images (`None`: always in the data
+    /// directory).
+    pub scratch_root: Option<PathBuf>,
     pub cgroup_parent: String,
 }
 
@@ -75,6 +83,7 @@ impl Default for Sandboxes {
         Sandboxes {
             state_root: DEFAULT_STATE_ROOT.into(),
             data_root: DEFAULT_DATA_ROOT.into(),
+            scratch_root: Some(DEFAULT_SCRATCH_ROOT.into()),
             cgroup_parent: CGROUP_PARENT.into(),
         }
     }
@@ -235,6 +244,7 @@ impl Sandboxes {
             cpus: r.cpus,
             criu: criu.binary().to_path_buf(),
             data_dir: self.data_root.join(&name),
+            scratch_dir: self.scratch_root.as_ref().map(|r| r.join(&name)),
             cgroup_parent: self.cgroup_parent.clone(),
             owner: ProcRef::me(),
         };
@@ -496,7 +506,8 @@ impl Sandboxes {
                 }
             }
         }
-        if let Ok(rd) = fs::read_dir(&self.data_root) {
+        let roots = std::iter::once(&self.data_root).chain(self.scratch_root.as_ref());
+        for rd in roots.filter_map(|r| fs::read_dir(r).ok()) {
             for e in rd.flatten() {
                 let owned = e.file_name().to_str().is_some_and(|n| self.dir(n).is_dir());
                 if !owned {

@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +40,26 @@ use super::{cgroup, network, plan, rootfs, teardown, SandboxError};
 use crate::archive::{self, ExtractLimits};
 use crate::criu::{CgroupMode, Criu, CriuError, NotifyKind, Options};
 use crate::host;
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// Whether an archive member is a memory pages image (copied alongside the sandbox's setup).
+fn is_pages(name: &str) -> bool {
+    name.strip_prefix(archive::CHECKPOINT_DIR)
+        .is_some_and(|n| n.starts_with("pages-"))
+}
 
 /// The hidden subcommand that runs the monitor: `reel __sandbox-monitor <state dir> <report
 /// fd> <owner fd>`. The binary calls [`monitor_main`] with the arguments after it.
@@ -157,6 +177,7 @@ pub fn monitor_main(args: &[OsString]) -> i32 {
             }
             drop(report);
             m.owner = None;
+            m.drop_scratch();
             m.watch()
         }
         Err(e) => {
@@ -228,8 +249,21 @@ impl Monitor {
         self.save()?;
         self.owner_here()?;
 
-        // The private copy of the checkpoint, checked against its manifest.
-        let room = crate::store::available_bytes(&data).unwrap_or(u64::MAX);
+        // The private copy of the checkpoint, checked against its manifest: on the scratch
+        // tmpfs when it fits in memory beside the restored processes, else in the data dir.
+        let copy_dir = match self.scratch_for_images() {
+            Some(s) => {
+                self.rec.resources.scratch_dir = Some(s.clone());
+                self.save()?;
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&s)
+                    .map_err(|e| SandboxError::io("creating", &s, e))?;
+                s
+            }
+            None => data.clone(),
+        };
+        let room = crate::store::available_bytes(&copy_dir).unwrap_or(u64::MAX);
         let wanted = |n: &str| {
             n.starts_with(archive::CHECKPOINT_DIR)
                 || [
@@ -239,25 +273,35 @@ impl Monitor {
                 ]
                 .contains(&n)
         };
-        let got = archive::extract_members(
-            &self.req.archive,
-            &data,
-            wanted,
-            ExtractLimits {
-                max_bytes: room,
-                ..ExtractLimits::default()
-            },
-        )?;
+        let limits = ExtractLimits {
+            max_bytes: room,
+            ..ExtractLimits::default()
+        };
+        // A store's plain tar: everything but the memory pages is copied and checked now (the
+        // plan needs it); the pages, most of the bytes, are copied and checked on other
+        // threads while the cgroup, network and rootfs are made, and CRIU starts only once
+        // they all match the manifest. A compressed export is read front to back.
+        let (got, pages) =
+            match archive::stage_members(&self.req.archive, &copy_dir, wanted, is_pages, limits)? {
+                Some(mut staged) => {
+                    let pages = staged.spawn_pending()?;
+                    (staged.extracted, Some(pages))
+                }
+                None => (
+                    archive::extract_members(&self.req.archive, &copy_dir, wanted, limits)?,
+                    None,
+                ),
+            };
         self.rec.checkpoint_id = Some(got.manifest.fields.checkpoint_id.clone());
         self.step("extract", &mut clock);
         self.save()?;
         self.owner_here()?;
-        let images = data.join("checkpoint");
+        let images = copy_dir.join("checkpoint");
         let spec = got
             .path_of(archive::SPEC_DUMP)
             .map(fs::read)
             .transpose()
-            .map_err(|e| SandboxError::io("reading", &data.join(archive::SPEC_DUMP), e))?
+            .map_err(|e| SandboxError::io("reading", &copy_dir.join(archive::SPEC_DUMP), e))?
             .unwrap_or_default();
         let plan = plan::plan(&got.manifest, &spec, &images, &self.req)?;
 
@@ -344,6 +388,11 @@ impl Monitor {
         self.owner_here()?;
 
         self.step("rootfs", &mut clock);
+        if let Some(p) = pages {
+            p.wait()?;
+            self.step("pages", &mut clock);
+        }
+        self.owner_here()?;
         // CRIU, from inside the sandbox's cgroup, as our child; the restored init as well.
         let me = std::process::id() as i32;
         cgroup::join(&dirs, me)?;
@@ -384,6 +433,8 @@ impl Monitor {
             .ok()
             .flatten();
         let mut net_done: Option<Result<super::state::NetworkRecord, SandboxError>> = None;
+        // How long filling CRIU's network namespace took (part of the step `criu`).
+        let mut net_ms = None;
         let (mode, addresses, ext) = (
             self.req.network,
             plan.addresses.clone(),
@@ -402,8 +453,10 @@ impl Monitor {
                 let Some(pid) = n.pid() else {
                     return Err("setup-namespaces without a pid".into());
                 };
+                let t = std::time::Instant::now();
                 let r = network::attach(&netns, pid, Some(&host_mnt))
                     .and_then(|()| network::configure(&netns, mode, &addresses, Some(&host_mnt)));
+                net_ms = Some(t.elapsed().as_millis() as u64);
                 let failed = r.as_ref().err().map(|e| e.to_string());
                 net_done = Some(r);
                 if let Some(e) = failed {
@@ -431,19 +484,69 @@ impl Monitor {
         };
         self.rec.root_pid = Some(root);
         self.step("criu", &mut clock);
+        if let Some(ms) = net_ms {
+            self.rec.steps_ms.insert("criu.network".into(), ms);
+        }
         left?;
         self.rec.processes = restored_tree(root);
         self.rec.phase = Phase::Running;
         self.save()?;
-        // The private images did their job; the archive keeps the evidence.
-        for d in [images, work] {
-            let _ = fs::remove_dir_all(&d);
+        self.owner_here()?;
+        Ok(())
+    }
+
+    /// Removes the private images and CRIU's work dir: they did their job (the archive keeps
+    /// the evidence). Called once the report is sent, so the asker does not wait for it.
+    fn drop_scratch(&mut self) {
+        let data = &self.req.data_dir;
+        for d in ["checkpoint", "work-criu"] {
+            let _ = fs::remove_dir_all(data.join(d));
         }
         for f in [archive::ROOTFS_DIFF_TAR, archive::SPEC_DUMP] {
             let _ = fs::remove_file(data.join(f));
         }
-        self.owner_here()?;
-        Ok(())
+        if let Some(s) = &self.rec.resources.scratch_dir {
+            if fs::remove_dir_all(s).is_ok() {
+                self.rec.resources.scratch_dir = None;
+                if let Err(e) = self.save() {
+                    tracing::warn!(error = %e, "cannot record the scratch copy's removal");
+                }
+            }
+        }
+    }
+
+    /// The scratch directory for the images when the archive is a plain tar that fits in
+    /// memory twice over (the copy, and the restored processes' own memory) with room to
+    /// spare, and on the tmpfs.
+    /// Its parent must be root's own directory (not a symlink, no one else may write): the
+    /// tmpfs is usually `/dev/shm`, where anyone may create names.
+    fn scratch_for_images(&self) -> Option<PathBuf> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = self.req.scratch_dir.clone()?;
+        let root = dir.parent()?;
+        // A plain tar's size bounds what is copied; a compressed export's does not.
+        let mut file = File::open(&self.req.archive).ok()?;
+        let (compression, _) = archive::detect_compression(&mut file).ok()?;
+        if compression != archive::Compression::None {
+            return None;
+        }
+        let size = file.metadata().ok()?.len();
+        let spare: u64 = 512 << 20;
+        let memory = mem_available()?;
+        let _ = crate::durable::create_private_dirs(root);
+        let meta = fs::symlink_metadata(root).ok()?;
+        let private = meta.is_dir()
+            && meta.uid() == nix::unistd::geteuid().as_raw()
+            && meta.permissions().mode() & 0o077 == 0;
+        if !private {
+            tracing::warn!(path = %root.display(), "not a private directory of root's: the images are copied to the data directory");
+            return None;
+        }
+        let tmpfs = crate::store::available_bytes(root).ok()?;
+        let fits = size.saturating_mul(2).saturating_add(spare) <= memory
+            && size.saturating_add(spare) <= tmpfs;
+        tracing::debug!(size, memory, tmpfs, fits, "scratch copy of the images");
+        fits.then_some(dir)
     }
 
     /// After the report: reap, log, record, until the sandbox ends.

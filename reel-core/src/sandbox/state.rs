@@ -53,6 +53,10 @@ pub struct Request {
     pub criu: PathBuf,
     /// The sandbox's private data (images copy, rootfs layers, volume copies, logs).
     pub data_dir: PathBuf,
+    /// Where the private copy of the images goes instead when it fits in memory: a directory
+    /// to create on a tmpfs (no disk writes for bytes that live a few seconds).
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
     /// The parent cgroup, relative to each hierarchy's root (`reel-sandboxes`).
     pub cgroup_parent: String,
     /// The reel that asks (it waits for the monitor's report).
@@ -123,6 +127,9 @@ pub struct Resources {
     pub netns: Option<String>,
     /// The cgroup directories, one per hierarchy.
     pub cgroups: Vec<PathBuf>,
+    /// The private copy of the images when it is on a tmpfs (see [`Request::scratch_dir`]).
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// One restored process.

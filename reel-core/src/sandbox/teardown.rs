@@ -1,5 +1,6 @@
 //! Removing everything a sandbox made, from its record: processes (through its cgroup), the
-//! network namespace, the cgroups, the data directory, and (with `state`) the state directory.
+//! network namespace, the cgroups, the data and scratch directories, and (with `state`) the state
+//! directory.
 //! Idempotent: what is already gone is skipped, so it can run again after any interruption.
 
 use std::fs;
@@ -32,6 +33,13 @@ pub fn teardown(rec: &Record, state_dir: Option<&Path>) -> Vec<SandboxError> {
     if let Some(d) = &r.data_dir {
         // Mounted only in the monitor's namespace (when this is the monitor): detach first.
         let _ = nix::mount::umount2(&d.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+        if let Err(e) = fs::remove_dir_all(d) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                problems.push(SandboxError::io("removing", d, e));
+            }
+        }
+    }
+    if let Some(d) = &r.scratch_dir {
         if let Err(e) = fs::remove_dir_all(d) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 problems.push(SandboxError::io("removing", d, e));
