@@ -5,7 +5,12 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 export PATH="$HOME/.cargo/bin:/usr/local/sbin:$PATH"
+start=$SECONDS
 ./scripts/setup.sh
+t_setup=$((SECONDS - start))
 echo "==> building reel (release)" >&2
 cargo build --release --locked -p reel-cli -p reel-core --bins --examples
-exec ./scripts/demo.sh "$top/target/release"
+t_build=$((SECONDS - start - t_setup))
+./scripts/demo.sh "$top/target/release"
+t_demo=$((SECONDS - start - t_setup - t_build))
+echo "==> quickstart: $((SECONDS - start)) s (packages and CRIU ${t_setup} s, reel ${t_build} s, sample ${t_demo} s)" >&2

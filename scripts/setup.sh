@@ -25,6 +25,7 @@ pkgs=(
   # the S3-compatible test server (moto, from PyPI) and its TLS certificates
   python3 python3-pip python3-venv openssl
 )
+t0=$SECONDS
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -39,7 +40,10 @@ if dpkg-query -W -f='${Status}' criu 2>/dev/null | grep -q 'install ok installed
   die "Debian's criu package is installed; remove it (apt-get remove criu): it cannot run on this kernel and runc would find it"
 fi
 
+t_pkgs=$((SECONDS - t0))
 "$top/vendor/criu.sh"
+t_criu=$((SECONDS - t0 - t_pkgs))
+log "time: packages ${t_pkgs} s, CRIU ${t_criu} s"
 
 command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] \
   || die "no Rust toolchain (cargo) found; install one with rustup, then run this again"
