@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Run every test of the project, as root, on a fresh or an already set-up machine:
 # install what is missing (scripts/setup.sh), start the daemons the tests need (containerd),
-# check formatting and lints, and run all tests against real CRIU, real cgroups and real
-# containers. .ci/run runs exactly this.
+# check formatting and lints, build, fuzz the readers of hostile input for a minute
+# (scripts/fuzz.sh: CRIU's image reader and the checkpoint archive reader, each 30 s under
+# libFuzzer; it installs the pinned cargo-fuzz and builds the instrumented targets into
+# fuzz/target the first time), and run all tests against real CRIU, real cgroups and real
+# containers. A fuzz failure (crash, hang or OOM: the input and the command that replays it
+# are printed) does not stop the tests; the script fails at the end if either failed.
+# .ci/run runs exactly this.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -28,7 +33,16 @@ step "build"
 # or older than its sources fails saying how to build it.
 cargo build --workspace --all-targets --locked
 
+step "fuzz (scripts/fuzz.sh: 30 s per target)"
+fuzz_rc=0
+./scripts/fuzz.sh 30 || fuzz_rc=$?
+
 step "tests"
 # One test at a time inside each test binary: the tests freeze cgroups and time workloads,
 # and this machine has two cores.
-cargo test --workspace --locked --no-fail-fast -- --test-threads=1
+tests_rc=0
+cargo test --workspace --locked --no-fail-fast -- --test-threads=1 || tests_rc=$?
+
+[ "$fuzz_rc" = 0 ] || echo "test.sh: the fuzz run FAILED (scripts/fuzz.sh, output above the tests)" >&2
+[ "$tests_rc" = 0 ] || echo "test.sh: tests FAILED" >&2
+[ "$fuzz_rc" = 0 ] && [ "$tests_rc" = 0 ]
