@@ -8,8 +8,9 @@
 # - installs cargo-fuzz (pinned, `cargo install --locked`, into ~/.cargo/bin) when missing;
 #   works with rustup's stable toolchain alone: RUSTC_BOOTSTRAP=1 lets stable take the -Z
 #   flags cargo-fuzz passes (sanitizer, coverage instrumentation);
-# - builds the targets with `cargo fuzz build` (release, debug assertions and overflow checks
-#   on, AddressSanitizer) into fuzz/target, which later runs and CI reuse; fuzz/Cargo.lock must
+# - builds the targets with `cargo fuzz build --sanitizer none` (release, debug assertions and
+#   overflow checks on; coverage-guided, no AddressSanitizer: what it hunts is panics and
+#   unbounded reads in safe Rust, and ASan made the fresh build far longer) into fuzz/target, which later runs and CI reuse; fuzz/Cargo.lock must
 #   match (checked with --locked first);
 # - runs each target for SECONDS on a scratch copy of fuzz/corpus/TARGET (new inputs never go
 #   into the repo's corpus), bounded by -max_len, -rss_limit_mb and a per-input -timeout;
@@ -46,7 +47,7 @@ cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev
 
 log "building the fuzz targets (instrumented) into fuzz/target"
 build_start=$(date +%s)
-cargo fuzz build
+cargo fuzz build --sanitizer none
 log "build: $(($(date +%s) - build_start)) s"
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/reel-fuzz.XXXXXX")
