@@ -33,5 +33,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = PageIndex::from_image(data, "pagemap-1.img", 1);
+    for page_size in [4096, 65536] {
+        let _ = PageIndex::from_image(data, "pagemap-1.img", 1, page_size);
+    }
 });
