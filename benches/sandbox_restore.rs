@@ -135,16 +135,26 @@ fn main() {
             let id = kit::unique_name("bench-rr");
             let b = scratch.path().join(format!("bundle-{round}"));
             fs::create_dir_all(&b).unwrap();
+            // Its own copy of the rootfs as checkpointed: the copy restored in an earlier
+            // round wrote into its rootfs, and CRIU refuses a file whose size changed.
+            let rootfs = b.join("rootfs");
+            sh(&format!(
+                "cp -a {} {}",
+                bundle_dir.join("rootfs").display(),
+                rootfs.display()
+            ));
+            spec["root"]["path"] = rootfs.to_string_lossy().into_owned().into();
             spec["linux"]["cgroupsPath"] = format!("/reel-test/{id}").into();
             fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
             let work = scratch.path().join(format!("work-{round}"));
             fs::create_dir_all(&work).unwrap();
             t_runc.push(timed(&images, || {
                 sh(&format!(
-                    "runc restore -d --image-path {} --work-path {} --bundle {} {id} >/dev/null 2>&1 </dev/null",
+                    "runc restore -d --image-path {} --work-path {} --bundle {} {id} >/dev/null </dev/null || {{ tail -30 {}/restore.log; false; }}",
                     images.display(),
                     work.display(),
-                    b.display()
+                    b.display(),
+                    work.display()
                 ));
             }));
             quiet(&format!("runc delete -f {id}"));

@@ -207,6 +207,12 @@ fn check_checkpoint(reel: &Reel, created: &Value, want: &Expect) -> Archive {
             "SHA-256 of {} differs from the manifest",
             m.name
         );
+        assert_eq!(
+            entry["blake3"],
+            reel_core::archive::blake3_hex(&m.data).as_str(),
+            "BLAKE3 of {} differs from the manifest",
+            m.name
+        );
     }
 
     // And reel agrees.

@@ -26,7 +26,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::reader::{decoded, open_detect, parse_manifest, Compression};
-use super::{ArchiveError, HashingWriter, Manifest, CHECKPOINT_DIR, MANIFEST_NAME};
+use super::{
+    ArchiveError, DigestKind, DigestValues, Digests, HashingWriter, Manifest, CHECKPOINT_DIR,
+    MANIFEST_NAME,
+};
 
 /// Bounds on what one extraction may write.
 #[derive(Debug, Clone, Copy)]
@@ -131,7 +134,7 @@ fn extract_from<R: Read>(
     private_dir(dest)?;
     let (_, body) = decoded(r).map_err(read_err)?;
     let mut tar = tar::Archive::new(body);
-    let mut written: Vec<(ExtractedMember, String)> = Vec::new();
+    let mut written: Vec<(ExtractedMember, DigestValues)> = Vec::new();
     let mut manifest = None;
     let mut bytes = 0u64;
     let mut count = 0usize;
@@ -159,7 +162,8 @@ fn extract_from<R: Read>(
         let is_file = entry.header().entry_type().is_file();
         let path = admit(archive, dest, &name, is_file, size, bytes, limits)?;
         let file = create_member(&path)?;
-        let (sha, got) = copy_hashed(&mut entry, file, size, &path)
+        // The manifest comes last: both digests, the one it is checked with chosen then.
+        let (digests, got) = copy_hashed(&mut entry, file, size, &path, Digests::member())
             .map_err(|e| e.unwrap_or_else(|| read_err(io::ErrorKind::UnexpectedEof.into())))?;
         bytes += got;
         written.push((
@@ -168,14 +172,14 @@ fn extract_from<R: Read>(
                 path,
                 size: got,
             },
-            sha,
+            digests,
         ));
     }
     let manifest = manifest.ok_or_else(|| ArchiveError::NoManifest {
         path: archive.to_owned(),
     })?;
-    for (m, sha) in &written {
-        check_member(&manifest, archive, &m.name, m.size, sha)?;
+    for (m, digests) in &written {
+        check_member(&manifest, archive, &m.name, m.size, digests)?;
     }
     Ok(Extracted {
         manifest,
@@ -185,14 +189,15 @@ fn extract_from<R: Read>(
 }
 
 /// A member [`stage_members`] left to be copied later (by [`Staged::spawn_pending`]): `size`
-/// bytes at `offset` in the archive, to `path`, whose SHA-256 must be `sha256`.
+/// bytes at `offset` in the archive, to `path`, whose digest of kind `kind` must be `digest`.
 #[derive(Debug, Clone)]
 pub struct PendingMember {
     pub name: String,
     pub path: PathBuf,
     pub size: u64,
     offset: u64,
-    sha256: String,
+    kind: DigestKind,
+    digest: String,
 }
 
 /// What [`stage_members`] did: `extracted` lists the members written and checked so far (its
@@ -271,6 +276,7 @@ pub fn stage_members(
     let manifest = manifest.ok_or_else(|| ArchiveError::NoManifest {
         path: archive.to_owned(),
     })?;
+    let kind = manifest.digest_kind();
     let mut members = Vec::new();
     let mut pending = Vec::new();
     for (name, path, offset, size) in chosen {
@@ -291,7 +297,8 @@ pub fn stage_members(
         }
         if defer(&name) {
             pending.push(PendingMember {
-                sha256: digest.sha256.clone(),
+                kind,
+                digest: digest.digest(kind).unwrap_or_default().to_owned(),
                 name,
                 path,
                 size,
@@ -299,7 +306,7 @@ pub fn stage_members(
             });
             continue;
         }
-        let got = copy_member(&file, archive, offset, size, &path, None)?;
+        let got = copy_member(&file, archive, offset, size, &path, kind, None)?;
         check_member(&manifest, archive, &name, size, &got)?;
         members.push(ExtractedMember { name, path, size });
     }
@@ -340,15 +347,17 @@ impl Read for Span<'_> {
     }
 }
 
-/// Copies `size` bytes at `offset` of `file` into a new file at `path`; returns their SHA-256.
+/// Copies `size` bytes at `offset` of `file` into a new file at `path`; returns their digest
+/// of kind `kind`.
 fn copy_member(
     file: &File,
     archive: &Path,
     offset: u64,
     size: u64,
     path: &Path,
+    kind: DigestKind,
     stop: Option<&AtomicBool>,
-) -> Result<String, ArchiveError> {
+) -> Result<DigestValues, ArchiveError> {
     let out = create_member(path)?;
     let mut span = Span {
         file,
@@ -356,13 +365,13 @@ fn copy_member(
         end: offset.saturating_add(size),
         stop,
     };
-    let (sha, _) = copy_hashed(&mut span, out, size, path).map_err(|e| {
+    let (digests, _) = copy_hashed(&mut span, out, size, path, kind.hasher()).map_err(|e| {
         e.unwrap_or_else(|| ArchiveError::Read {
             path: archive.to_owned(),
             source: io::ErrorKind::UnexpectedEof.into(),
         })
     })?;
-    Ok(sha)
+    Ok(digests)
 }
 
 /// The copies [`Staged::spawn_pending`] runs; dropped before [`PendingCopy::wait`], it stops
@@ -413,13 +422,24 @@ impl Staged {
             .spawn(move || {
                 let mut done = Vec::new();
                 for p in pending {
-                    let sha = copy_member(&file, &archive, p.offset, p.size, &p.path, Some(&flag))?;
-                    if sha != p.sha256 {
+                    let got = copy_member(
+                        &file,
+                        &archive,
+                        p.offset,
+                        p.size,
+                        &p.path,
+                        p.kind,
+                        Some(&flag),
+                    )?;
+                    let got = got.get(p.kind).unwrap_or_default();
+                    if got != p.digest {
                         return Err(bad(
                             &archive,
                             format!(
-                                "member {} does not match the manifest (sha256 {sha} vs {})",
-                                p.name, p.sha256
+                                "member {} does not match the manifest ({} {got} vs {})",
+                                p.name,
+                                p.kind.name(),
+                                p.digest
                             ),
                         ));
                     }
@@ -488,18 +508,22 @@ fn check_member(
     archive: &Path,
     name: &str,
     size: u64,
-    sha: &str,
+    got: &DigestValues,
 ) -> Result<(), ArchiveError> {
+    let kind = manifest.digest_kind();
+    let got = got.get(kind).unwrap_or_default();
     match manifest.member(name) {
         None => Err(bad(
             archive,
             format!("member {name} is not in the manifest"),
         )),
-        Some(d) if d.size != size || d.sha256 != sha => Err(bad(
+        Some(d) if d.size != size || d.digest(kind) != Some(got) => Err(bad(
             archive,
             format!(
-                "member {name} does not match the manifest (size {size} vs {}, sha256 {sha} vs {})",
-                d.size, d.sha256
+                "member {name} does not match the manifest (size {size} vs {}, {} {got} vs {})",
+                d.size,
+                kind.name(),
+                d.digest(kind).unwrap_or_default()
             ),
         )),
         Some(_) => Ok(()),
@@ -511,15 +535,16 @@ const PARALLEL_HASH_BYTES: u64 = 8 << 20;
 /// The chunk a member is copied in.
 const CHUNK: usize = 1 << 20;
 
-/// Copies `size` bytes of `entry` to `file`, hashing them; returns the SHA-256 and the bytes
-/// copied. A large member is hashed on another thread (the other core) while this one reads
+/// Copies `size` bytes of `entry` to `file`, hashing them with `hasher`; returns the digests
+/// and the bytes copied. A large member is hashed on another thread (the other core) while this one reads
 /// and writes. `Err(None)` when the entry ended early.
 fn copy_hashed<R: Read>(
     entry: &mut R,
     mut file: File,
     size: u64,
     path: &Path,
-) -> Result<(String, u64), Option<ArchiveError>> {
+    hasher: Digests,
+) -> Result<(DigestValues, u64), Option<ArchiveError>> {
     let write_err = |e| Some(ArchiveError::io("writing", path, e));
     let read_chunk =
         |entry: &mut R, buf: &mut Vec<u8>, left: u64| -> Result<usize, Option<ArchiveError>> {
@@ -542,7 +567,7 @@ fn copy_hashed<R: Read>(
             Ok(got)
         };
     if size < PARALLEL_HASH_BYTES {
-        let mut out = HashingWriter::new(file);
+        let mut out = HashingWriter::with(file, hasher);
         let mut buf = Vec::new();
         let mut left = size;
         while left > 0 {
@@ -550,20 +575,19 @@ fn copy_hashed<R: Read>(
             out.write_all(&buf[..n]).map_err(write_err)?;
             left -= n as u64;
         }
-        let (sha, got, _) = out.finish();
-        return Ok((sha, got));
+        let (digests, got, _) = out.finish_all();
+        return Ok((digests, got));
     }
-    use sha2::Digest;
     let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || {
-            let mut h = sha2::Sha256::new();
+            let mut h = hasher;
             for c in chunks {
                 h.update(&c);
                 let _ = give_back.send(c);
             }
-            hex::encode(h.finalize())
+            h.finish()
         });
         let mut left = size;
         let copied = (|| {
@@ -579,10 +603,10 @@ fn copy_hashed<R: Read>(
             Ok(())
         })();
         drop(to_hasher);
-        let sha = hasher
+        let digests = hasher
             .join()
             .map_err(|_| write_err(io::Error::other("the hashing thread panicked")))?;
-        copied.map(|()| (sha, size))
+        copied.map(|()| (digests, size))
     })
 }
 

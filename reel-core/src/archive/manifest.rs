@@ -6,16 +6,17 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{rfc3339, Operator};
+use super::{rfc3339, DigestKind, Operator};
 
 /// The manifest schema this code writes. 2 added to `dump_options` what the dump applied and
 /// kept (`ghost_limit`, `external_unix_sockets`, `deleted_files`, `tcp_connections`,
 /// `page_size`); every addition is a new field that older readers ignore (since 2:
 /// [`ManifestFields::rootfs_layers`], the container's base layers, for a sandbox restore;
-/// [`ManifestFields::page_size`], the dumping host's page size, for reading the pagemaps).
+/// [`ManifestFields::page_size`], the dumping host's page size, for reading the pagemaps;
+/// [`MemberDigest::blake3`], each member's BLAKE3).
 pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
 
-/// Size and SHA-256 of one archive member (directories: size 0, digest of no bytes).
+/// Size and digests of one archive member (directories: size 0, digests of no bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberDigest {
     /// The member's name as stored in the tar (`checkpoint/`, `checkpoint/pages-1.img`, ...).
@@ -24,6 +25,20 @@ pub struct MemberDigest {
     pub size: u64,
     /// Lower-case hex SHA-256 of the content.
     pub sha256: String,
+    /// Lower-case hex BLAKE3 of the content (absent in archives of reel before it was
+    /// recorded): what reel checks a member against when it reads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+}
+
+impl MemberDigest {
+    /// The recorded digest of kind `kind` (`None`: BLAKE3 not recorded).
+    pub fn digest(&self, kind: DigestKind) -> Option<&str> {
+        match kind {
+            DigestKind::Sha256 => Some(&self.sha256),
+            DigestKind::Blake3 => self.blake3.as_deref(),
+        }
+    }
 }
 
 /// Which container was checkpointed.
@@ -147,5 +162,15 @@ impl Manifest {
     /// The digest recorded for `name`.
     pub fn member(&self, name: &str) -> Option<&MemberDigest> {
         self.members.iter().find(|m| m.name == name)
+    }
+
+    /// The digest readers check members against: BLAKE3 when every member records one,
+    /// else SHA-256.
+    pub fn digest_kind(&self) -> DigestKind {
+        if self.members.iter().all(|m| m.blake3.is_some()) {
+            DigestKind::Blake3
+        } else {
+            DigestKind::Sha256
+        }
     }
 }

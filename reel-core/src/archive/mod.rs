@@ -44,7 +44,9 @@ pub use extract::{
     extract_members, stage_members, ExtractLimits, Extracted, ExtractedMember, PendingCopy,
     PendingMember, Staged,
 };
-pub use hashing::{sha256_hex, HashingReader, HashingWriter};
+pub use hashing::{
+    blake3_hex, sha256_hex, DigestKind, DigestValues, Digests, HashingReader, HashingWriter,
+};
 pub use manifest::{
     ContainerIdentity, Manifest, ManifestFields, MemberDigest, RootfsDiffInfo, RootfsLayers,
     MANIFEST_SCHEMA_VERSION,

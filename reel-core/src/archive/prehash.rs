@@ -2,7 +2,7 @@
 //!
 //! While the container is frozen, CRIU keeps one core busy writing pages and the other core
 //! idles. A pre-hasher thread follows each `pages-*.img` as it grows (it reads from the page
-//! cache what CRIU just wrote) and feeds its SHA-256 on that idle core. When the dump is over
+//! cache what CRIU just wrote) and feeds its digests on that idle core. When the dump is over
 //! it stops at once, wherever it is: the archive writer takes each hash state over and hashes
 //! only the rest of the file (CRIU only appends to an image), so the largest members cost
 //! little hashing after the thaw and nothing waits for the pre-hasher: see
@@ -19,20 +19,20 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use super::Digests;
 
 /// How long the thread sleeps when CRIU has written nothing new.
 const POLL: Duration = Duration::from_millis(2);
 /// Bytes read at a time.
 const READ_BYTES: usize = 1 << 20;
 
-/// The SHA-256 state of a file's first [`hashed`](Self::hashed) bytes.
+/// The digest states (SHA-256 and BLAKE3) of a file's first [`hashed`](Self::hashed) bytes.
 #[derive(Debug, Clone)]
 pub struct PrefixDigest {
     pub path: PathBuf,
     /// Bytes hashed from the start of the file.
     pub hashed: u64,
-    hasher: Sha256,
+    hasher: Digests,
     dev: u64,
     ino: u64,
 }
@@ -44,7 +44,7 @@ impl PrefixDigest {
     }
 
     /// The hash state, to feed the rest of the file into.
-    pub fn into_hasher(self) -> Sha256 {
+    pub fn into_hasher(self) -> Digests {
         self.hasher
     }
 }
@@ -57,7 +57,7 @@ pub struct PreHasher {
 
 struct Followed {
     file: File,
-    hasher: Sha256,
+    hasher: Digests,
     read: u64,
     failed: bool,
 }
@@ -128,7 +128,7 @@ fn follow(dir: &Path, done: &AtomicBool) -> Vec<PrefixDigest> {
                         name,
                         Followed {
                             file,
-                            hasher: Sha256::new(),
+                            hasher: Digests::member(),
                             read: 0,
                             failed: false,
                         },
@@ -215,7 +215,9 @@ mod tests {
         let hashed = d.hashed as usize;
         let mut h = d.into_hasher();
         h.update(&all[hashed..]);
-        assert_eq!(hex::encode(h.finalize()), crate::archive::sha256_hex(&all));
+        let d = h.finish();
+        assert_eq!(d.sha256.unwrap(), crate::archive::sha256_hex(&all));
+        assert_eq!(d.blake3.unwrap(), crate::archive::blake3_hex(&all));
         // Another file under the same name is not the one hashed.
         fs::remove_file(&path).unwrap();
         fs::write(&path, &all).unwrap();

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use super::reader::{decoded, parse_manifest};
 use super::{
-    parse_sidecar, sidecar_path, ArchiveError, Compression, HashingReader, HashingWriter, Manifest,
-    MANIFEST_NAME,
+    parse_sidecar, sidecar_path, ArchiveError, Compression, DigestValues, Digests, HashingReader,
+    HashingWriter, Manifest, MANIFEST_NAME,
 };
 
 /// A member whose size or digest differs from the manifest.
@@ -24,6 +24,10 @@ pub struct MemberMismatch {
     pub expected_sha256: String,
     /// SHA-256 of the member's content in the archive.
     pub actual_sha256: String,
+    /// BLAKE3 in the manifest, when it records one.
+    pub expected_blake3: Option<String>,
+    /// BLAKE3 of the member's content, when the manifest records one.
+    pub actual_blake3: Option<String>,
 }
 
 /// The outcome of checking the whole file against `<file>.sha256`.
@@ -133,7 +137,7 @@ fn verify_stream<R: Read>(r: R, path: &Path) -> Result<VerifyReport, ArchiveErro
         source,
     };
     let mut raw = HashingReader::new(r);
-    let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, (u64, DigestValues)> = BTreeMap::new();
     let mut duplicates = Vec::new();
     let mut manifest: Result<Manifest, String> = Err(format!("no {MANIFEST_NAME} member"));
     let compression = {
@@ -145,13 +149,14 @@ fn verify_stream<R: Read>(r: R, path: &Path) -> Result<VerifyReport, ArchiveErro
                 let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
                 if name == MANIFEST_NAME && !seen.contains_key(&name) {
                     manifest = parse_manifest(&mut entry, path).map_err(|e| e.to_string());
-                    seen.insert(name, (0, String::new()));
+                    seen.insert(name, (0, DigestValues::default()));
                     continue;
                 }
-                let mut sink = HashingWriter::new(io::sink());
+                // Both digests: the manifest (usually the last member) says which it records.
+                let mut sink = HashingWriter::with(io::sink(), Digests::member());
                 io::copy(&mut entry, &mut sink).map_err(read_err)?;
-                let (sha, size, _) = sink.finish();
-                if seen.insert(name.clone(), (size, sha)).is_some() {
+                let (digests, size, _) = sink.finish_all();
+                if seen.insert(name.clone(), (size, digests)).is_some() {
                     duplicates.push(name);
                 }
             }
@@ -186,13 +191,19 @@ fn verify_stream<R: Read>(r: R, path: &Path) -> Result<VerifyReport, ArchiveErro
             for want in &m.members {
                 match seen.remove(&want.name) {
                     None => report.missing.push(want.name.clone()),
-                    Some((size, sha)) if size != want.size || sha != want.sha256 => {
+                    Some((size, got))
+                        if size != want.size
+                            || got.sha256.as_deref() != Some(want.sha256.as_str())
+                            || want.blake3.is_some() && got.blake3 != want.blake3 =>
+                    {
                         report.mismatched.push(MemberMismatch {
                             name: want.name.clone(),
                             expected_size: want.size,
                             actual_size: size,
                             expected_sha256: want.sha256.clone(),
-                            actual_sha256: sha,
+                            actual_sha256: got.sha256.unwrap_or_default(),
+                            expected_blake3: want.blake3.clone(),
+                            actual_blake3: want.blake3.as_ref().and(got.blake3),
                         })
                     }
                     Some(_) => {}

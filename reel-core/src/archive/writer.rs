@@ -11,7 +11,7 @@ use tar::{Builder, EntryType, Header};
 use super::prehash::PrefixDigest;
 use super::rootfs_diff::StagedRootfsDiff;
 use super::{
-    ArchiveError, ConfigDump, HashingReader, Manifest, ManifestFields, MemberDigest,
+    ArchiveError, ConfigDump, Digests, HashingReader, Manifest, ManifestFields, MemberDigest,
     RootfsDiffInfo, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, MANIFEST_NAME,
     MANIFEST_SCHEMA_VERSION, REEL_VERSION, ROOTFS_DIFF_TAR, SPEC_DUMP,
 };
@@ -282,6 +282,7 @@ impl<W: Write> ArchiveWriter<W> {
                     name: CHECKPOINT_DIR.to_owned(),
                     size: 0,
                     sha256: super::sha256_hex(&[]),
+                    blake3: Some(super::blake3_hex(&[])),
                 });
                 self.phase = Phase::Images;
                 Ok(())
@@ -339,7 +340,7 @@ impl<W: Write> ArchiveWriter<W> {
                 let skip = p.hashed;
                 HashingReader::resume(reader.take(size), p.into_hasher(), skip)
             }
-            None => HashingReader::new(reader.take(size)),
+            None => HashingReader::with(reader.take(size), Digests::member()),
         };
         let copied = if header.set_path(&member).is_ok() {
             header.set_cksum();
@@ -359,7 +360,7 @@ impl<W: Write> ArchiveWriter<W> {
                 _ => write_err(&member, e),
             });
         }
-        let (sha256, mut actual, rest) = hashing.finish();
+        let (digests, mut actual, rest) = hashing.finish_all();
         if actual == size && grew(rest.into_inner()) {
             actual = size + 1; // at least
         }
@@ -380,7 +381,8 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(self.record(MemberDigest {
             name: member,
             size,
-            sha256,
+            sha256: digests.sha256.unwrap_or_default(),
+            blake3: digests.blake3,
         }))
     }
 

@@ -89,10 +89,12 @@ pub enum InspectError {
         max: u64,
     },
     /// A member's content does not match its manifest digest.
-    #[error("member {member} does not match the manifest (expected sha256 {expected}, read {actual}): the evidence was altered or damaged; --no-verify inspects it anyway")]
+    #[error("member {member} does not match the manifest (expected {algorithm} {expected}, read {actual}): the evidence was altered or damaged; --no-verify inspects it anyway")]
     DigestMismatch {
         /// The member.
         member: String,
+        /// The digest compared (`sha256`, `blake3`).
+        algorithm: &'static str,
         /// The manifest's digest.
         expected: String,
         /// The digest of what was read.

@@ -19,7 +19,6 @@ use std::sync::mpsc;
 
 use criu_sys::proto;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::load::{entries, first};
 use super::model::{FindingRow, MapRow};
@@ -621,7 +620,8 @@ fn stream<S: Sink + Send>(
             sink.flush(pid, comm, vmas);
         });
         let hasher = scope.spawn(move || -> Result<(), InspectError> {
-            let mut h = Sha256::new();
+            let kind = src.digest_kind();
+            let mut h = kind.hasher();
             for m in hasher_rx {
                 match m {
                     ToHasher::Chunk(c) => {
@@ -637,9 +637,10 @@ fn stream<S: Sink + Send>(
                             h.update(&b);
                         }
                     }
-                    ToHasher::Restart => h = Sha256::new(),
+                    ToHasher::Restart => h = kind.hasher(),
                     ToHasher::End { member, whole } => {
-                        let digest = hex::encode(std::mem::take(&mut h).finalize());
+                        let digest = std::mem::replace(&mut h, kind.hasher()).finish();
+                        let digest = digest.get(kind).unwrap_or_default().to_owned();
                         if hashing && whole {
                             if let Err(e) = src.check_member_digest(&member, digest) {
                                 stop.store(true, Ordering::Relaxed);

@@ -27,13 +27,14 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::pages::DEFAULT_PAGE_SIZE;
 use super::zstd_seek::{ReadAt, SeekableZstd};
 use super::InspectError;
 use crate::archive::read_up_to;
-use crate::archive::{Manifest, CHECKPOINT_DIR, MANIFEST_NAME, MAX_MANIFEST_BYTES, ZSTD_MAGIC};
+use crate::archive::{
+    DigestKind, Digests, Manifest, CHECKPOINT_DIR, MANIFEST_NAME, MAX_MANIFEST_BYTES, ZSTD_MAGIC,
+};
 
 /// The most members reel indexes in one archive.
 pub const MAX_MEMBERS: usize = 1 << 20;
@@ -126,7 +127,9 @@ pub struct CheckpointSource {
     layout: Layout,
     members: BTreeMap<String, Member>,
     manifest: Option<Manifest>,
+    /// Each member's recorded digest of kind `kind`.
     digests: BTreeMap<String, String>,
+    kind: DigestKind,
     verify: bool,
     record: Mutex<Verification>,
 }
@@ -222,6 +225,7 @@ impl CheckpointSource {
             members,
             manifest: None,
             digests: BTreeMap::new(),
+            kind: DigestKind::Sha256,
             verify: opts.verify,
             record: Mutex::new(Verification {
                 enforced: opts.verify,
@@ -235,10 +239,11 @@ impl CheckpointSource {
                     member: MANIFEST_NAME.into(),
                     reason: format!("not a reel manifest: {e}"),
                 })?;
+            src.kind = manifest.digest_kind();
             src.digests = manifest
                 .members
                 .iter()
-                .map(|m| (m.name.clone(), m.sha256.clone()))
+                .filter_map(|m| Some((m.name.clone(), m.digest(src.kind)?.to_owned())))
                 .collect();
             src.manifest = Some(manifest);
             src.record
@@ -354,7 +359,7 @@ impl CheckpointSource {
             size: m.size,
             read: 0,
             // Without a manifest there is nothing to check a digest against.
-            hasher: self.manifest.is_some().then(Sha256::new),
+            hasher: self.manifest.is_some().then(|| self.kind.hasher()),
             inner,
         })
     }
@@ -374,10 +379,15 @@ impl CheckpointSource {
         self.manifest.is_some() && self.verify
     }
 
-    /// Checks the SHA-256 (hex) of the whole member `name` against the manifest, as a
-    /// [`MemberReader`] does at its end, and records it.
-    pub fn check_member_digest(&self, name: &str, sha256: String) -> Result<(), InspectError> {
-        self.check_digest(name, sha256)
+    /// The kind of digest members are checked with (BLAKE3 when the manifest records it).
+    pub fn digest_kind(&self) -> DigestKind {
+        self.kind
+    }
+
+    /// Checks the digest (hex, of [`CheckpointSource::digest_kind`]) of the whole member
+    /// `name` against the manifest, as a [`MemberReader`] does at its end, and records it.
+    pub fn check_member_digest(&self, name: &str, digest: String) -> Result<(), InspectError> {
+        self.check_digest(name, digest)
     }
 
     /// The member `name` as a seekable stream, for readers that only need parts of it (the
@@ -528,6 +538,7 @@ impl CheckpointSource {
                 if self.verify {
                     return Err(InspectError::DigestMismatch {
                         member: name.into(),
+                        algorithm: self.kind.name(),
                         expected: expected.clone(),
                         actual,
                     });
@@ -620,7 +631,7 @@ pub struct MemberReader<'a> {
     name: String,
     size: u64,
     read: u64,
-    hasher: Option<Sha256>,
+    hasher: Option<Digests>,
     inner: Box<dyn Read + 'a>,
 }
 
@@ -649,7 +660,7 @@ impl Read for MemberReader<'_> {
                 ));
             }
             if let Some(h) = self.hasher.take() {
-                let actual = hex::encode(h.finalize());
+                let actual = h.finish().get(self.src.kind).unwrap_or_default().to_owned();
                 self.src
                     .check_digest(&self.name, actual)
                     .map_err(io::Error::other)?;

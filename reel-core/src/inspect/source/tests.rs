@@ -1,7 +1,7 @@
 use std::io::Write;
 
 use super::*;
-use crate::archive::{sha256_hex, MemberDigest};
+use crate::archive::{blake3_hex, sha256_hex, MemberDigest};
 use crate::export::frames::{TarTracker, ZstdFrames};
 
 fn entry(b: &mut tar::Builder<Vec<u8>>, name: &str, ty: tar::EntryType, data: &[u8]) {
@@ -27,7 +27,9 @@ fn entry(b: &mut tar::Builder<Vec<u8>>, name: &str, ty: tar::EntryType, data: &[
     b.append(&h, d).unwrap();
 }
 
-fn manifest_for(members: &[(&str, &[u8])]) -> Vec<u8> {
+/// A manifest of `members`; with `blake3`, each member's BLAKE3 is recorded too (reel since
+/// BLAKE3), else SHA-256 only (earlier archives).
+fn manifest_for(members: &[(&str, &[u8])], blake3: bool) -> Vec<u8> {
     let m = serde_json::json!({
         "schema_version": 2,
         "reel_version": "0.1.0",
@@ -42,6 +44,7 @@ fn manifest_for(members: &[(&str, &[u8])]) -> Vec<u8> {
             name: n.to_string(),
             size: d.len() as u64,
             sha256: sha256_hex(d),
+            blake3: blake3.then(|| blake3_hex(d)),
         }).collect::<Vec<_>>(),
     });
     serde_json::to_vec(&m).unwrap()
@@ -59,6 +62,10 @@ fn good_members() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn archive(members: &[(&str, Vec<u8>)], tamper: Option<&str>) -> Vec<u8> {
+    archive_with(members, tamper, true)
+}
+
+fn archive_with(members: &[(&str, Vec<u8>)], tamper: Option<&str>, blake3: bool) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     entry(&mut b, "checkpoint/", tar::EntryType::Directory, b"");
     for (n, d) in members {
@@ -73,7 +80,7 @@ fn archive(members: &[(&str, Vec<u8>)], tamper: Option<&str>) -> Vec<u8> {
         &mut b,
         MANIFEST_NAME,
         tar::EntryType::Regular,
-        &manifest_for(&refs),
+        &manifest_for(&refs, blake3),
     );
     b.into_inner().unwrap()
 }
@@ -152,12 +159,79 @@ fn a_tampered_member_stops_unless_no_verify() {
     let (_d, p) = file_with(&tar, "a.tar");
     let src = CheckpointSource::open(&p, SourceOptions::default()).unwrap();
     let e = src.read("config.dump", 100).unwrap_err();
-    assert!(matches!(e, InspectError::DigestMismatch { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            InspectError::DigestMismatch {
+                algorithm: "blake3",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("config.dump"), "{e}");
     let src = CheckpointSource::open(&p, SourceOptions { verify: false }).unwrap();
     src.read("config.dump", 100).unwrap();
     assert_eq!(src.verification().mismatched, vec!["config.dump"]);
     assert_eq!(src.verification().verdict(), "MISMATCH");
+}
+
+#[test]
+fn an_archive_without_blake3_digests_is_checked_with_sha256() {
+    let tar = archive_with(&good_members(), None, false);
+    let (_d, p) = file_with(&tar, "old.tar");
+    let src = CheckpointSource::open(&p, SourceOptions::default()).unwrap();
+    assert_eq!(src.digest_kind(), crate::archive::DigestKind::Sha256);
+    check_reads(&src);
+    assert!(src
+        .verification()
+        .verified
+        .contains(&"config.dump".to_owned()));
+
+    let tar = archive_with(&good_members(), Some("config.dump"), false);
+    let (_d, p) = file_with(&tar, "old-tampered.tar");
+    let src = CheckpointSource::open(&p, SourceOptions::default()).unwrap();
+    let e = src.read("config.dump", 100).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InspectError::DigestMismatch {
+                algorithm: "sha256",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_blake3_digest_is_the_one_checked_when_recorded() {
+    // A manifest whose SHA-256 of config.dump is right and whose BLAKE3 is not.
+    let members = good_members();
+    let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+    let mut m: serde_json::Value = serde_json::from_slice(&manifest_for(&refs, true)).unwrap();
+    for e in m["members"].as_array_mut().unwrap() {
+        if e["name"] == "config.dump" {
+            e["blake3"] = blake3_hex(b"something else").into();
+        }
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    entry(&mut b, "checkpoint/", tar::EntryType::Directory, b"");
+    for (n, d) in &members {
+        entry(&mut b, n, tar::EntryType::Regular, d);
+    }
+    let json = serde_json::to_vec(&m).unwrap();
+    entry(&mut b, MANIFEST_NAME, tar::EntryType::Regular, &json);
+    let (_d, p) = file_with(&b.into_inner().unwrap(), "b3.tar");
+    let src = CheckpointSource::open(&p, SourceOptions::default()).unwrap();
+    assert_eq!(src.digest_kind(), crate::archive::DigestKind::Blake3);
+    let e = src.read("config.dump", 100).unwrap_err();
+    assert!(e.to_string().contains("expected blake3"), "{e}");
+    // The other members check out.
+    assert_eq!(
+        src.read("checkpoint/inventory.img", 1000).unwrap().len(),
+        100
+    );
 }
 
 #[test]
