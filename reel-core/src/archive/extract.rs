@@ -135,49 +135,23 @@ fn extract_from<R: Read>(
     let (_, body) = decoded(r).map_err(read_err)?;
     let mut tar = tar::Archive::new(body);
     let mut written: Vec<(ExtractedMember, DigestValues)> = Vec::new();
-    let mut manifest = None;
-    let mut bytes = 0u64;
-    let mut count = 0usize;
-    for entry in tar.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        count += 1;
-        if count > limits.max_members {
-            return Err(bad(
-                archive,
-                format!("more than {} members", limits.max_members),
+    let entries = tar.entries().map_err(read_err)?;
+    let (manifest, bytes) =
+        walk_members(entries, archive, dest, wanted, limits, |mut entry, m| {
+            let file = create_member(&m.path)?;
+            // The manifest comes last: both digests, the one it is checked with chosen then.
+            let (digests, got) = copy_hashed(&mut entry, file, m.size, &m.path, Digests::member())
+                .map_err(|e| e.unwrap_or_else(|| read_err(io::ErrorKind::UnexpectedEof.into())))?;
+            written.push((
+                ExtractedMember {
+                    name: m.name,
+                    path: m.path,
+                    size: got,
+                },
+                digests,
             ));
-        }
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if name == MANIFEST_NAME {
-            if manifest.is_some() {
-                return Err(bad(archive, format!("{MANIFEST_NAME} appears twice")));
-            }
-            manifest = Some(parse_manifest(&mut entry, archive)?);
-            continue;
-        }
-        if !wanted(&name) || (name == CHECKPOINT_DIR && entry.header().entry_type().is_dir()) {
-            continue;
-        }
-        let size = entry.size();
-        let is_file = entry.header().entry_type().is_file();
-        let path = admit(archive, dest, &name, is_file, size, bytes, limits)?;
-        let file = create_member(&path)?;
-        // The manifest comes last: both digests, the one it is checked with chosen then.
-        let (digests, got) = copy_hashed(&mut entry, file, size, &path, Digests::member())
-            .map_err(|e| e.unwrap_or_else(|| read_err(io::ErrorKind::UnexpectedEof.into())))?;
-        bytes += got;
-        written.push((
-            ExtractedMember {
-                name,
-                path,
-                size: got,
-            },
-            digests,
-        ));
-    }
-    let manifest = manifest.ok_or_else(|| ArchiveError::NoManifest {
-        path: archive.to_owned(),
-    })?;
+            Ok(got)
+        })?;
     for (m, digests) in &written {
         check_member(&manifest, archive, &m.name, m.size, digests)?;
     }
@@ -237,45 +211,14 @@ pub fn stage_members(
     private_dir(dest)?;
     // (name, where to, offset, size), in archive order.
     let mut chosen: Vec<(String, PathBuf, u64, u64)> = Vec::new();
-    let mut names = HashSet::new();
-    let mut manifest = None;
-    let mut bytes = 0u64;
-    let mut count = 0usize;
-    {
+    let (manifest, bytes) = {
         let mut tar = tar::Archive::new(&file);
-        for entry in tar.entries_with_seek().map_err(read_err)? {
-            let entry = entry.map_err(read_err)?;
-            count += 1;
-            if count > limits.max_members {
-                return Err(bad(
-                    archive,
-                    format!("more than {} members", limits.max_members),
-                ));
-            }
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            if name == MANIFEST_NAME {
-                if manifest.is_some() {
-                    return Err(bad(archive, format!("{MANIFEST_NAME} appears twice")));
-                }
-                manifest = Some(parse_manifest(entry, archive)?);
-                continue;
-            }
-            if !wanted(&name) || (name == CHECKPOINT_DIR && entry.header().entry_type().is_dir()) {
-                continue;
-            }
-            let size = entry.size();
-            let is_file = entry.header().entry_type().is_file();
-            let path = admit(archive, dest, &name, is_file, size, bytes, limits)?;
-            if !names.insert(name.clone()) {
-                return Err(bad(archive, format!("member {name} appears twice")));
-            }
-            bytes += size;
-            chosen.push((name, path, entry.raw_file_position(), size));
-        }
-    }
-    let manifest = manifest.ok_or_else(|| ArchiveError::NoManifest {
-        path: archive.to_owned(),
-    })?;
+        let entries = tar.entries_with_seek().map_err(read_err)?;
+        walk_members(entries, archive, dest, wanted, limits, |entry, m| {
+            chosen.push((m.name, m.path, entry.raw_file_position(), m.size));
+            Ok(m.size)
+        })?
+    };
     let kind = manifest.digest_kind();
     let mut members = Vec::new();
     let mut pending = Vec::new();
@@ -320,6 +263,66 @@ pub fn stage_members(
         archive: archive.to_owned(),
         file,
     }))
+}
+
+/// A member [`walk_members`] admitted: its name, where it goes, its size.
+struct Admitted {
+    name: String,
+    path: PathBuf,
+    size: u64,
+}
+
+/// The one walk over an archive's entries for [`extract_from`] and [`stage_members`]: at most
+/// `limits.max_members` entries, the manifest parsed (once), each member `wanted` admitted
+/// under `dest` (see [`admit`]; a name seen twice is refused) and handed to `take` with the
+/// entry, which returns the bytes it counts against `limits`. Returns the manifest, which
+/// must be there, and the bytes counted.
+fn walk_members<'a, R: Read + 'a>(
+    entries: tar::Entries<'a, R>,
+    archive: &Path,
+    dest: &Path,
+    wanted: impl Fn(&str) -> bool,
+    limits: ExtractLimits,
+    mut take: impl FnMut(tar::Entry<'a, R>, Admitted) -> Result<u64, ArchiveError>,
+) -> Result<(Manifest, u64), ArchiveError> {
+    let read_err = |source| ArchiveError::Read {
+        path: archive.to_owned(),
+        source,
+    };
+    let mut names = HashSet::new();
+    let mut manifest = None;
+    let mut bytes = 0u64;
+    for (count, entry) in entries.enumerate() {
+        let entry = entry.map_err(read_err)?;
+        if count >= limits.max_members {
+            return Err(bad(
+                archive,
+                format!("more than {} members", limits.max_members),
+            ));
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if name == MANIFEST_NAME {
+            if manifest.is_some() {
+                return Err(bad(archive, format!("{MANIFEST_NAME} appears twice")));
+            }
+            manifest = Some(parse_manifest(entry, archive)?);
+            continue;
+        }
+        if !wanted(&name) || (name == CHECKPOINT_DIR && entry.header().entry_type().is_dir()) {
+            continue;
+        }
+        let size = entry.size();
+        let is_file = entry.header().entry_type().is_file();
+        let path = admit(archive, dest, &name, is_file, size, bytes, limits)?;
+        if !names.insert(name.clone()) {
+            return Err(bad(archive, format!("member {name} appears twice")));
+        }
+        bytes += take(entry, Admitted { name, path, size })?;
+    }
+    let manifest = manifest.ok_or_else(|| ArchiveError::NoManifest {
+        path: archive.to_owned(),
+    })?;
+    Ok((manifest, bytes))
 }
 
 /// Reads `[pos, end)` of a file with `pread` (no shared file offset), failing once `stop` is
