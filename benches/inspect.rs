@@ -16,11 +16,11 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kit::bench::{median, memhog_cmd, sizes_and_rounds};
+use kit::bench::{median, sizes_and_rounds};
+use kit::bins;
 use kit::reel::TestStore;
-use kit::{bins, BundleBuilder, Oci};
 use reel_testkit as kit;
 use serde_json::{json, Value};
 
@@ -77,33 +77,8 @@ fn main() {
     for gib in gibs {
         let mib = (gib * 1024.0) as u64;
         let store = TestStore::named("bench-inspect");
-        let ns = kit::unique_name("ns");
-        let pod = kit::unique_name("bench-insp");
-        let bundle = BundleBuilder::new(&pod)
-            .containerd_pod(&ns, &pod, "app")
-            .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
-            .build();
-        let c = kit::run_oci(Oci::Runc, None, bundle);
-        kit::wait_for(Duration::from_secs(300), "memhog to fill memory", || {
-            c.read_file("/tmp/memhog.ready").map(|_| ())
-        });
-        let out = store.run(&["create", "checkpoint", &pod, "-n", &ns, "-o", "json"]);
-        out.ok();
-        let created = out.json();
-        let tar = Path::new(created["path"].as_str().unwrap()).to_path_buf();
-        let id = created["id"].as_str().unwrap().to_string();
-        drop(c);
-        let zst = store.root().join(format!("{id}.export.tar.zst"));
-        store
-            .run(&[
-                "export",
-                "checkpoint",
-                "--id",
-                &id,
-                "--dest",
-                zst.to_str().unwrap(),
-            ])
-            .ok();
+        let kit::bench::MemhogCheckpoint { tar, zst, .. } =
+            kit::bench::memhog_checkpoint(&store, "bench-insp", mib);
         let size = |p: &Path| fs::metadata(p).unwrap().len() as f64 / (1 << 20) as f64;
         let t_tar = timed(rounds, || reel_inspect(&store, &tar)).unwrap();
         let t_zst = timed(rounds, || reel_inspect(&store, &zst)).unwrap();

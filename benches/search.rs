@@ -27,11 +27,11 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kit::bench::{median, memhog_cmd, sh};
+use kit::bench::{median, sh};
+use kit::bins;
 use kit::reel::TestStore;
-use kit::{bins, BundleBuilder, Oci};
 use reel_testkit as kit;
 use serde_json::{json, Value};
 
@@ -99,16 +99,7 @@ fn q(p: &Path) -> String {
 fn main() {
     kit::require_root();
     let reel = bins::reel_bin().to_path_buf();
-    let gibs: Vec<f64> = std::env::var("REEL_BENCH_GIB")
-        .unwrap_or_else(|_| "1".into())
-        .split([',', ' '])
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("REEL_BENCH_GIB: numbers"))
-        .collect();
-    let rounds: usize = std::env::var("REEL_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let (gibs, rounds) = kit::bench::sizes_and_rounds("1");
     let has_ctl = Command::new("checkpointctl")
         .arg("version")
         .output()
@@ -123,33 +114,8 @@ fn main() {
     for gib in gibs {
         let mib = (gib * 1024.0) as u64;
         let store = TestStore::named(&format!("{prefix}-search"));
-        let ns = kit::unique_name(&format!("{prefix}-ns"));
-        let pod = kit::unique_name(&format!("{prefix}-srch"));
-        let bundle = BundleBuilder::new(&pod)
-            .containerd_pod(&ns, &pod, "app")
-            .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
-            .build();
-        let c = kit::run_oci(Oci::Runc, None, bundle);
-        kit::wait_for(Duration::from_secs(300), "memhog to fill memory", || {
-            c.read_file("/tmp/memhog.ready").map(|_| ())
-        });
-        let out = store.run(&["create", "checkpoint", &pod, "-n", &ns, "-o", "json"]);
-        out.ok();
-        let created = out.json();
-        let tar = Path::new(created["path"].as_str().unwrap()).to_path_buf();
-        let id = created["id"].as_str().unwrap().to_string();
-        drop(c);
-        let zst = store.root().join(format!("{id}.export.tar.zst"));
-        store
-            .run(&[
-                "export",
-                "checkpoint",
-                "--id",
-                &id,
-                "--dest",
-                zst.to_str().unwrap(),
-            ])
-            .ok();
+        let kit::bench::MemhogCheckpoint { tar, zst, .. } =
+            kit::bench::memhog_checkpoint(&store, &format!("{prefix}-srch"), mib);
         // The pages data, extracted beforehand: every pages member, one after the other.
         let work = store.root().join("pages");
         fs::create_dir_all(&work).unwrap();

@@ -1,10 +1,14 @@
 //! What the benchmarks share: running shell commands, a quiet disk before each run, the
-//! memhog workload (in runc and in Podman), medians, the sizes and rounds asked for.
+//! memhog workload (in runc and in Podman) and its checkpoint, medians, the sizes and rounds
+//! asked for.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate as common;
+use crate::reel::TestStore;
+use crate::{BundleBuilder, Oci};
 
 /// Runs `cmd` with `sh -c`, panicking with its output when it fails.
 pub fn sh(cmd: &str) -> std::process::Output {
@@ -88,7 +92,8 @@ pub fn run_podman_memhog(prefix: &str, mib: u64) -> (String, i32) {
 pub fn sizes_and_rounds(default_gib: &str) -> (Vec<f64>, usize) {
     let gibs = std::env::var("REEL_BENCH_GIB")
         .unwrap_or_else(|_| default_gib.into())
-        .split(',')
+        .split([',', ' '])
+        .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().parse().expect("REEL_BENCH_GIB: numbers"))
         .collect();
     let rounds = std::env::var("REEL_BENCH_ROUNDS")
@@ -96,4 +101,47 @@ pub fn sizes_and_rounds(default_gib: &str) -> (Vec<f64>, usize) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     (gibs, rounds)
+}
+
+/// A checkpoint of memhog holding some MiB, in a store and exported.
+pub struct MemhogCheckpoint {
+    pub id: String,
+    /// The store's `<id>.tar`.
+    pub tar: PathBuf,
+    /// Its export, `<store>/<id>.export.tar.zst`.
+    pub zst: PathBuf,
+}
+
+/// Runs memhog holding `mib` MiB in a pod-annotated runc container (names starting with
+/// `prefix`), checkpoints it with reel into `store`, exports it as `.tar.zst`, and removes
+/// the container.
+pub fn memhog_checkpoint(store: &TestStore, prefix: &str, mib: u64) -> MemhogCheckpoint {
+    let ns = common::unique_name(&format!("{prefix}-ns"));
+    let pod = common::unique_name(prefix);
+    let bundle = BundleBuilder::new(&pod)
+        .containerd_pod(&ns, &pod, "app")
+        .args(&["/bin/sh", "-c", &memhog_cmd(mib)])
+        .build();
+    let c = common::run_oci(Oci::Runc, None, bundle);
+    common::wait_for(Duration::from_secs(300), "memhog to fill memory", || {
+        c.read_file("/tmp/memhog.ready").map(|_| ())
+    });
+    let out = store.run(&["create", "checkpoint", &pod, "-n", &ns, "-o", "json"]);
+    out.ok();
+    let created = out.json();
+    let tar = Path::new(created["path"].as_str().unwrap()).to_path_buf();
+    let id = created["id"].as_str().unwrap().to_string();
+    drop(c);
+    let zst = store.root().join(format!("{id}.export.tar.zst"));
+    store
+        .run(&[
+            "export",
+            "checkpoint",
+            "--id",
+            &id,
+            "--dest",
+            zst.to_str().unwrap(),
+        ])
+        .ok();
+    MemhogCheckpoint { id, tar, zst }
 }
