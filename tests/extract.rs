@@ -216,16 +216,7 @@ fn deleted_files_come_out_byte_for_byte() {
 
     // The same from the checkpoint exported as .tar.zst (reached through its seek table).
     let exported = s.reel.scratch("exported");
-    let zst = exported.join("cp.tar.zst");
-    let o = s.reel.run(&[
-        "export",
-        "checkpoint",
-        "--id",
-        &s.id,
-        "--dest",
-        &zst.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "export: {}", text(&o));
+    let zst = s.reel.export_ok(&s.id, "cp.tar.zst", &[]);
     for (fd, name, want) in [
         (s.large_fd, "large.zst", pattern(LARGE)),
         (s.memfd_fd, "memfd.zst", pattern(SMALL)),
@@ -836,28 +827,6 @@ fn an_elf_core_opens_in_gdb_with_threads_registers_and_memory() {
     }
 }
 
-/// The markers' addresses (and `pid`), from tests/programs/markers.c's status file.
-fn wait_markers(status: &Path) -> std::collections::BTreeMap<String, u64> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = fs::read_to_string(status) {
-            return t
-                .lines()
-                .map(|line| {
-                    let (k, v) = line.split_once(' ').unwrap();
-                    let v = match v.strip_prefix("0x") {
-                        Some(h) => u64::from_str_radix(h, 16).unwrap(),
-                        None => v.parse().unwrap(),
-                    };
-                    (k.to_string(), v)
-                })
-                .collect();
-        }
-        assert!(Instant::now() < deadline, "markers never wrote its status");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn hexnum(s: &str) -> u64 {
     u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
 }
@@ -876,28 +845,14 @@ fn region_start(v: &Value) -> u64 {
 fn a_region_comes_out_with_its_holes_said() {
     kit::require_root();
     let markers = kit::programs::program("markers");
-    let status = tempfile::Builder::new()
-        .prefix("region-status.")
-        .tempdir_in(kit::test_dir())
-        .unwrap();
-    let ns = kit::unique_name("ns");
-    let pod = kit::unique_name("region");
-    let bundle = BundleBuilder::new(&pod)
-        .containerd_pod(&ns, &pod, "app")
-        .bind(status.path(), "/status", false)
-        .args(&restore::detached_stdio(&[
-            "/bin/markers",
-            "/status/status",
-        ]))
-        .build();
-    let container = kit::run_oci(Oci::Runc, None, bundle);
-    let m = wait_markers(&status.path().join("status"));
+    let w = kit::programs::run_markers("region");
+    let m = w.addresses.clone();
     let reel = Reel::new("region");
-    let id = reel.create_ok(&ns, &pod, None, &[])["id"]
+    let id = reel.create_ok(&w.ns, &w.pod, None, &[])["id"]
         .as_str()
         .unwrap()
         .to_string();
-    drop(container);
+    drop(w);
     let pid = m["pid"].to_string();
     let out = reel.scratch("regions");
     let region = |addr: u64, to: &Path, extra: &[&str]| -> Output {

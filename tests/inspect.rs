@@ -378,21 +378,8 @@ fn inspect_reports_every_fact_from_the_store_the_export_and_a_directory() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("process 999999"));
 
     // The .tar.zst export, read frame by frame.
+    let zst = reel.export_ok(&id, &format!("{id}.tar.zst"), &[]);
     let scratch = reel.scratch("exports");
-    let zst = scratch.join(format!("{id}.tar.zst"));
-    let out = reel.run(&[
-        "export",
-        "checkpoint",
-        "--id",
-        &id,
-        "--dest",
-        zst.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v = inspect_json(&reel, zst.to_str().unwrap(), &["--all"]);
     assert_facts(&v, &ns, &pod, pids, true);
     assert_eq!(v["checkpoint"][0]["layout"], "tar-zst-seekable");

@@ -734,23 +734,8 @@ fn paused_until_resumed_and_zstd_exports_restore() {
     assert_ne!(stat_state(root), 'T');
 
     // The same checkpoint exported as .tar.zst.
-    let dest = reel.scratch("export").join("copy.tar.zst");
     let id = created["id"].as_str().unwrap();
-    let out = reel.run(&[
-        "export",
-        "checkpoint",
-        "--id",
-        id,
-        "--dest",
-        dest.to_str().unwrap(),
-        "--compress",
-        "fast",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dest = reel.export_ok(id, "copy.tar.zst", &["--compress", "fast"]);
     let name2 = kit::unique_name("sb");
     let (info2, _guard2) = restore_ok(&reel, &dest, &name2, &[]);
     let root2 = info2["root_pid"].as_i64().unwrap() as i32;

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -21,27 +20,6 @@ const STRADDLE: &str = "STRADDLE-MARKER-0042";
 const RWX: &str = "RWX-PAYLOAD-9e8d";
 const SHARED: &str = "SHARED-MARKER-7c2a";
 const MEMFD: &str = "MEMFD-MARKER-3b9e";
-
-/// The markers' addresses (and `pid`), from the workload's status file.
-fn wait_markers(status: &Path) -> BTreeMap<String, u64> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = fs::read_to_string(status) {
-            let mut m = BTreeMap::new();
-            for line in t.lines() {
-                let (k, v) = line.split_once(' ').unwrap();
-                let v = match v.strip_prefix("0x") {
-                    Some(h) => u64::from_str_radix(h, 16).unwrap(),
-                    None => v.parse().unwrap(),
-                };
-                m.insert(k.to_string(), v);
-            }
-            return m;
-        }
-        assert!(Instant::now() < deadline, "markers never wrote its status");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn search(reel: &Reel, cp: &str, pattern: &str, extra: &[&str]) -> (Output, f64) {
     let mut args = vec!["search", "checkpoint", cp, pattern];
@@ -206,29 +184,14 @@ fn hex(b: &[u8]) -> String {
 fn search_finds_every_marker_and_inspect_flags_injected_code() {
     kit::require_root();
     let t0 = Instant::now();
-    let _ = kit::programs::program("markers");
-    let status = tempfile::Builder::new()
-        .prefix("srch-status.")
-        .tempdir_in(kit::test_dir())
-        .unwrap();
-    let ns = kit::unique_name("ns");
-    let pod = kit::unique_name("srch");
-    let bundle = BundleBuilder::new(&pod)
-        .containerd_pod(&ns, &pod, "app")
-        .bind(status.path(), "/status", false)
-        .args(&restore::detached_stdio(&[
-            "/bin/markers",
-            "/status/status",
-        ]))
-        .build();
-    let container = kit::run_oci(Oci::Runc, None, bundle);
-    let m = wait_markers(&status.path().join("status"));
+    let w = kit::programs::run_markers("srch");
+    let (m, ns) = (w.addresses.clone(), w.ns.clone());
     eprintln!("markers: {m:x?}");
     let reel = Reel::new("srch");
-    let created = reel.create_ok(&ns, &pod, None, &[]);
+    let created = reel.create_ok(&ns, &w.pod, None, &[]);
     let id = created["id"].as_str().unwrap().to_string();
     let stored = std::path::PathBuf::from(created["path"].as_str().unwrap());
-    drop(container);
+    drop(w);
     let pid = m["pid"].to_string();
 
     assert_markers(&reel, &id, &m);
@@ -433,21 +396,8 @@ fn search_finds_every_marker_and_inspect_flags_injected_code() {
     assert!(t.contains("[writable-executable-memory]"), "{t}");
 
     // The .tar.zst export, frame by frame: the same.
+    let zst = reel.export_ok(&id, &format!("{id}.tar.zst"), &[]);
     let scratch = reel.scratch("exports");
-    let zst = scratch.join(format!("{id}.tar.zst"));
-    let out = reel.run(&[
-        "export",
-        "checkpoint",
-        "--id",
-        &id,
-        "--dest",
-        zst.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_markers(&reel, zst.to_str().unwrap(), &m);
     none(&reel, zst.to_str().unwrap(), "NO-SUCH-MARKER-31337", &[]);
 

@@ -212,3 +212,65 @@ pub fn assert_dump_images(names: &[String], want: &[&str], pids: &[i32]) {
         "no pages image in {names:?}"
     );
 }
+
+/// `tests/programs/markers.c` running in a pod-annotated runc container, its status file
+/// bound from the host; the container is removed when this is dropped.
+pub struct Markers {
+    pub ns: String,
+    pub pod: String,
+    /// Each marker's address (and `pid`), as the workload wrote them at start.
+    pub addresses: std::collections::BTreeMap<String, u64>,
+    pub container: crate::Container,
+    _status: tempfile::TempDir,
+}
+
+/// Starts [`Markers`] (names starting with `prefix`) and waits for its status.
+pub fn run_markers(prefix: &str) -> Markers {
+    let _ = program("markers");
+    let status = tempfile::Builder::new()
+        .prefix(&format!("{prefix}-status."))
+        .tempdir_in(test_dir())
+        .unwrap();
+    let ns = unique_name("ns");
+    let pod = unique_name(prefix);
+    let bundle = crate::BundleBuilder::new(&pod)
+        .containerd_pod(&ns, &pod, "app")
+        .bind(status.path(), "/status", false)
+        .args(&crate::restore::detached_stdio(&[
+            "/bin/markers",
+            "/status/status",
+        ]))
+        .build();
+    let container = crate::run_oci(crate::Oci::Runc, None, bundle);
+    let addresses = wait_markers(&status.path().join("status"));
+    Markers {
+        ns,
+        pod,
+        addresses,
+        container,
+        _status: status,
+    }
+}
+
+/// The markers' addresses (and `pid`), from markers.c's status file (`NAME 0xADDR` or
+/// `NAME N` lines), once it is there.
+fn wait_markers(status: &Path) -> std::collections::BTreeMap<String, u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = fs::read_to_string(status) {
+            return t
+                .lines()
+                .map(|line| {
+                    let (k, v) = line.split_once(' ').unwrap();
+                    let v = match v.strip_prefix("0x") {
+                        Some(h) => u64::from_str_radix(h, 16).unwrap(),
+                        None => v.parse().unwrap(),
+                    };
+                    (k.to_string(), v)
+                })
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "markers never wrote its status");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -50,6 +50,25 @@ impl Reel {
         p
     }
 
+    /// `reel export checkpoint --id ID --dest <scratch "exports">/FILE EXTRA...`, which must
+    /// succeed; returns the export's path.
+    pub fn export_ok(&self, id: &str, file: &str, extra: &[&str]) -> PathBuf {
+        let dest = self.scratch("exports").join(file);
+        let mut args = vec!["export", "checkpoint", "--id", id, "--dest"];
+        let d = dest.to_string_lossy().into_owned();
+        args.push(&d);
+        args.extend(extra);
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "reel export checkpoint --id {id} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dest
+    }
+
     /// Runs `reel --root <store> ARGS` (see [`TestStore::cmd`]), whatever its exit status.
     pub fn run(&self, args: &[&str]) -> Output {
         let mut cmd = self.base.cmd(args);
