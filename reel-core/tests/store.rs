@@ -350,6 +350,62 @@ fn list_reports_manifests_and_corrupt_files() {
     assert_eq!(ns_b[0].id, b.id);
 }
 
+/// The kubelet's checkpoints on other nodes are records in the store: delete removes the
+/// record (never anything on that node), by id and by the other selectors, and lists it.
+#[test]
+fn delete_removes_the_records_of_checkpoints_on_other_nodes() {
+    use reel_core::store::RemoteCheckpoint;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("s");
+    let store = Store::open(&root).expect("open");
+    let now = Utc::now();
+    let remote = |id: &str, ns: &str| RemoteCheckpoint {
+        id: id.to_owned(),
+        created: now - chrono::Duration::days(3),
+        namespace: ns.to_owned(),
+        pod: "web".to_owned(),
+        container: "app".to_owned(),
+        node: "node-b".to_owned(),
+        path: format!("/var/lib/kubelet/checkpoints/{id}.tar"),
+        method: "k8s-api".to_owned(),
+    };
+    let r1 = remote("checkpoint-web-20261201-000001", "a");
+    let r2 = remote("checkpoint-web-20261201-000002", "b");
+    store.record_remote(&r1).expect("record");
+    store.record_remote(&r2).expect("record");
+    let local = checkpoint(&store, "a", "api", now);
+
+    // By id: only that record goes; an unknown id is still an error.
+    let by_id = Selector::ids([&r1.id]).expect("sel");
+    assert!(store.select(&by_id).expect("select").is_empty());
+    assert_eq!(store.select_remote(&by_id).expect("select"), vec![r1.clone()]);
+    let deleted = store.delete(&by_id).expect("delete");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].id, r1.id);
+    assert_eq!(deleted[0].remote.as_ref(), Some(&r1));
+    assert_eq!(deleted[0].bytes, 0);
+    assert!(!deleted[0].path.exists());
+    assert!(store.remote(&r1.id).is_none());
+    assert!(matches!(
+        store.delete(&Selector::ids([&r1.id]).expect("sel")),
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // By namespace and age, alongside the local archives.
+    let deleted = store.delete(&Selector::namespace("a")).expect("delete");
+    assert_eq!(
+        deleted.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [local.id.as_str()]
+    );
+    assert!(store.remote(&r2.id).is_some());
+    let old = Selector::older_than(parse_age("2d").expect("age"));
+    let deleted = store.delete(&old).expect("delete");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].id, r2.id);
+    assert!(store.remotes().expect("remotes").is_empty());
+    assert!(names(&root).is_empty(), "{:?}", names(&root));
+}
+
 #[test]
 fn delete_by_each_selector() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -19,7 +19,9 @@ pub fn run(cli: &Cli, args: &DeleteCheckpoint) -> anyhow::Result<()> {
     let selector = Selector::new(spec).map_err(|e| usage(e.to_string()))?;
     let store = super::open_store(cli)?;
     let chosen = store.select(&selector)?;
-    if chosen.is_empty() {
+    let remote = store.select_remote(&selector)?;
+    let count = chosen.len() + remote.len();
+    if count == 0 {
         if !cli.quiet {
             eprintln!("No checkpoints match; nothing deleted.");
         }
@@ -29,15 +31,20 @@ pub fn run(cli: &Cli, args: &DeleteCheckpoint) -> anyhow::Result<()> {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
             return Err(usage(format!(
-                "{} checkpoint(s) would be deleted; confirm with -y (stdin is not a terminal, so reel cannot ask)",
-                chosen.len()
+                "{count} checkpoint(s) would be deleted; confirm with -y (stdin is not a terminal, so reel cannot ask)"
             )));
         }
         eprintln!("These checkpoints will be deleted:");
         for c in &chosen {
             eprintln!("  {}", c.id);
         }
-        eprint!("Delete {} checkpoint(s)? [y/N] ", chosen.len());
+        for r in &remote {
+            eprintln!(
+                "  {} (only reel's record: the archive stays on node {})",
+                r.id, r.node
+            );
+        }
+        eprint!("Delete {count} checkpoint(s)? [y/N] ");
         std::io::stderr().flush()?;
         let mut answer = String::new();
         stdin.lock().read_line(&mut answer)?;
@@ -48,7 +55,13 @@ pub fn run(cli: &Cli, args: &DeleteCheckpoint) -> anyhow::Result<()> {
     }
     let deleted = store.delete(&selector)?;
     for d in &deleted {
-        println!("Checkpoint deleted: {}", d.id);
+        match &d.remote {
+            None => println!("Checkpoint deleted: {}", d.id),
+            Some(r) => println!(
+                "Checkpoint record deleted: {} (its archive stays on node {} at {})",
+                d.id, r.node, r.path
+            ),
+        }
     }
     Ok(())
 }

@@ -7,19 +7,22 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::{Selector, Store, StoreError, StoredCheckpoint};
+use super::{RemoteCheckpoint, Selector, Store, StoreError, StoredCheckpoint};
 
 /// A deleted checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deleted {
     /// The id.
     pub id: String,
-    /// The removed archive.
+    /// The removed archive (for a checkpoint on another node: its record, `<id>.remote.json`).
     pub path: PathBuf,
     /// The removed sidecar, if there was one.
     pub sidecar: Option<PathBuf>,
     /// Bytes freed by the archive.
     pub bytes: u64,
+    /// For a checkpoint on another node, its record as it was: only the record is removed,
+    /// the archive stays on that node.
+    pub remote: Option<RemoteCheckpoint>,
 }
 
 impl Store {
@@ -36,10 +39,13 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let list = self.list()?;
+        let remotes = self.remotes()?;
         let missing: Vec<String> = selector
             .explicit_ids()
             .iter()
-            .filter(|id| !list.iter().any(|c| &c.id == *id))
+            .filter(|id| {
+                !list.iter().any(|c| &c.id == *id) && !remotes.iter().any(|r| &r.id == *id)
+            })
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -51,8 +57,20 @@ impl Store {
             .collect())
     }
 
-    /// Deletes the selected checkpoints (`<id>.tar`, then `<id>.tar.sha256`) and returns them.
-    /// In-progress checkpoints are never touched.
+    /// The records of checkpoints on other nodes that `selector` picks now (what
+    /// [`Store::delete`] would remove besides [`Store::select`]'s archives).
+    pub fn select_remote(&self, selector: &Selector) -> Result<Vec<RemoteCheckpoint>, StoreError> {
+        let now = Utc::now();
+        Ok(self
+            .remotes()?
+            .into_iter()
+            .filter(|r| selector.matches_remote(r, now))
+            .collect())
+    }
+
+    /// Deletes the selected checkpoints (`<id>.tar`, then `<id>.tar.sha256`; for a checkpoint
+    /// on another node, its `<id>.remote.json` record) and returns them. In-progress
+    /// checkpoints are never touched.
     pub fn delete(&self, selector: &Selector) -> Result<Vec<Deleted>, StoreError> {
         self.delete_at(selector, Utc::now())
     }
@@ -82,6 +100,30 @@ impl Store {
                 path: c.path,
                 sidecar,
                 bytes: c.size,
+                remote: None,
+            });
+        }
+        for r in self.remotes()? {
+            if !selector.matches_remote(&r, now) {
+                continue;
+            }
+            let path = self.remote_path(&r.id);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("deleting", &path, e)),
+            }
+            tracing::info!(
+                id = r.id,
+                node = r.node,
+                "deleted the record of a checkpoint on another node"
+            );
+            deleted.push(Deleted {
+                id: r.id.clone(),
+                path,
+                sidecar: None,
+                bytes: 0,
+                remote: Some(r),
             });
         }
         if !deleted.is_empty() {

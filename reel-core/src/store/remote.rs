@@ -30,7 +30,7 @@ pub struct RemoteCheckpoint {
 }
 
 impl Store {
-    fn remote_path(&self, id: &str) -> PathBuf {
+    pub(super) fn remote_path(&self, id: &str) -> PathBuf {
         self.root().join(format!("{id}{REMOTE_SUFFIX}"))
     }
 

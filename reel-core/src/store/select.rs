@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{parse_age, validate_id, StoreError, StoredCheckpoint};
+use super::{parse_age, validate_id, RemoteCheckpoint, StoreError, StoredCheckpoint};
 
 /// The user's selection as given (e.g. straight from CLI flags); turned into a [`Selector`]
 /// with [`Selector::new`].
@@ -119,21 +119,36 @@ impl Selector {
     /// Whether `c` is selected at time `now`. Archives without a readable manifest only match
     /// by id, glob, age (by file mtime) or all, never by namespace.
     pub fn matches(&self, c: &StoredCheckpoint, now: DateTime<Utc>) -> bool {
-        if !self.ids.is_empty() && !self.ids.contains(&c.id) {
+        self.matches_fields(&c.id, c.namespace(), c.created_or_modified(), now)
+    }
+
+    /// Whether the record of a checkpoint on another node is selected at time `now`.
+    pub fn matches_remote(&self, r: &RemoteCheckpoint, now: DateTime<Utc>) -> bool {
+        self.matches_fields(&r.id, Some(&r.namespace), Some(r.created), now)
+    }
+
+    fn matches_fields(
+        &self,
+        id: &str,
+        namespace: Option<&str>,
+        created: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if !self.ids.is_empty() && !self.ids.iter().any(|i| i == id) {
             return false;
         }
         if let Some(ns) = &self.namespace {
-            if c.namespace() != Some(ns.as_str()) {
+            if namespace != Some(ns.as_str()) {
                 return false;
             }
         }
         if let Some(p) = &self.filter {
-            if !p.matches(&c.id) {
+            if !p.matches(id) {
                 return false;
             }
         }
         if let Some(age) = self.older_than {
-            let Some(when) = c.created_or_modified() else {
+            let Some(when) = created else {
                 return false;
             };
             let Ok(age) = chrono::Duration::from_std(age) else {
