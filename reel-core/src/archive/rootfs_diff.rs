@@ -165,6 +165,62 @@ fn overlay_attr(names: &[Vec<u8>], attr: &str) -> Option<Vec<u8>> {
         .find(|full| names.contains(full))
 }
 
+/// Whether the container's base (`lowers`, an overlay's lower dirs, top first, on this host)
+/// holds `path` (absolute, as in the rootfs diff): `Some(true)` when a layer has it (a diff
+/// entry at that path is then a changed file, copied up), `Some(false)` when no layer has
+/// it or a higher layer hides it (a whiteout, an opaque directory; the entry was added),
+/// `None` when it cannot tell (a path with `..`, a symlink on the way, a read error).
+/// Nothing is followed: each component is looked at with `lstat`.
+pub fn base_has(lowers: &[PathBuf], path: &str) -> Option<bool> {
+    let parts: Vec<&std::ffi::OsStr> = Path::new(path.trim_start_matches('/'))
+        .components()
+        .map(|c| match c {
+            std::path::Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let (last, dirs) = parts.split_last()?;
+    'layers: for layer in lowers {
+        let mut at = layer.clone();
+        // An opaque directory on the way: the layers below show nothing under it.
+        let mut opaque = false;
+        for d in dirs {
+            at.push(d);
+            match fs::symlink_metadata(&at) {
+                Ok(m) if is_whiteout(&m) => return Some(false),
+                Ok(m) if m.file_type().is_symlink() => return None,
+                Ok(m) if m.is_dir() => {
+                    let names = xattr::list(&at).ok()?;
+                    if let Some(name) = overlay_attr(&names, "opaque") {
+                        opaque |= xattr::get(&at, &name).ok()?.as_deref() == Some(b"y");
+                    }
+                }
+                // A file where the path needs a directory hides the layers below.
+                Ok(_) => return Some(false),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if opaque {
+                        return Some(false);
+                    }
+                    continue 'layers;
+                }
+                Err(_) => return None,
+            }
+        }
+        at.push(last);
+        match fs::symlink_metadata(&at) {
+            Ok(m) => return Some(!is_whiteout(&m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !opaque => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+            Err(_) => return None,
+        }
+    }
+    Some(false)
+}
+
+fn is_whiteout(m: &fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
 const CAPABILITY_XATTR: &[u8] = b"security.capability";
 
 struct Walk<'a, W: Write> {
@@ -367,5 +423,52 @@ impl<R: Read> Read for Counting<R> {
             Err(e) => self.failed |= e.kind() != io::ErrorKind::Interrupted,
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_has_follows_overlay_lookup_without_following_links() {
+        let d = tempfile::tempdir().unwrap();
+        let (top, bottom) = (d.path().join("top"), d.path().join("bottom"));
+        for p in [
+            bottom.join("etc"),
+            bottom.join("opt/app"),
+            bottom.join("var/cache"),
+            top.join("opt"),
+            top.join("var"),
+        ] {
+            fs::create_dir_all(p).unwrap();
+        }
+        fs::write(bottom.join("etc/passwd"), "root").unwrap();
+        fs::write(bottom.join("opt/app/bin"), "x").unwrap();
+        fs::write(bottom.join("var/cache/old"), "x").unwrap();
+        fs::write(bottom.join("gone"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", bottom.join("link")).unwrap();
+        // A whiteout for /gone and an opaque /var in the top layer (as root: mknod, trusted.*).
+        nix::sys::stat::mknod(
+            &top.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .expect("mknod a whiteout (needs root)");
+        xattr::set(&top.join("var"), "trusted.overlay.opaque", b"y")
+            .expect("set trusted.overlay.opaque (needs root)");
+        let lowers = vec![top, bottom];
+        assert_eq!(base_has(&lowers, "/etc/passwd"), Some(true));
+        assert_eq!(base_has(&lowers, "/opt/app/bin"), Some(true));
+        assert_eq!(base_has(&lowers, "/etc/new.conf"), Some(false));
+        assert_eq!(base_has(&lowers, "/tmp/x"), Some(false));
+        assert_eq!(base_has(&lowers, "/gone"), Some(false));
+        assert_eq!(base_has(&lowers, "/var/cache/old"), Some(false));
+        assert_eq!(base_has(&lowers, "/etc/passwd/x"), Some(false));
+        // Never through a link, never out of the layers.
+        assert_eq!(base_has(&lowers, "/link/passwd"), None);
+        assert_eq!(base_has(&lowers, "/etc/../../../etc/passwd"), None);
+        assert_eq!(base_has(&lowers, "/"), None);
     }
 }

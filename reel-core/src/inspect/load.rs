@@ -774,6 +774,7 @@ pub fn rootfs(src: &CheckpointSource, hashes: bool) -> Result<Vec<RootfsRow>, In
             }
         }
     }
+    classify_against_base(src, &mut out);
     if let Some(bytes) = src.read_optional(DELETED_FILES, MAX_JSON_BYTES)? {
         let list: Vec<String> = if bytes.iter().all(u8::is_ascii_whitespace) {
             Vec::new()
@@ -799,6 +800,32 @@ pub fn rootfs(src: &CheckpointSource, hashes: bool) -> Result<Vec<RootfsRow>, In
     Ok(out)
 }
 
+/// Tells `added` from `changed` in the diff's rows when the container's base layers (the
+/// manifest's overlay lower dirs) are still on this host; else they stay `added-or-changed`.
+fn classify_against_base(src: &CheckpointSource, rows: &mut [RootfsRow]) {
+    let Some(layers) = src
+        .manifest()
+        .and_then(|m| m.fields.rootfs_layers.as_ref())
+        .filter(|l| l.kind == "overlay" && !l.lower_dirs.is_empty())
+    else {
+        return;
+    };
+    if !layers.lower_dirs.iter().all(|d| d.is_dir()) {
+        tracing::debug!("the base layers are not on this host: added and changed files are not told apart");
+        return;
+    }
+    for row in rows.iter_mut().filter(|r| r.status == ADDED_OR_CHANGED) {
+        match crate::archive::base_has(&layers.lower_dirs, &row.path) {
+            Some(true) => row.status = "changed".into(),
+            Some(false) => row.status = "added".into(),
+            None => {}
+        }
+    }
+}
+
+/// The status of a diff entry when the base cannot say whether it was added or changed.
+const ADDED_OR_CHANGED: &str = "added-or-changed";
+
 fn rootfs_row<R: Read>(e: &tar::Entry<'_, R>) -> RootfsRow {
     use tar::EntryType as T;
     let h = e.header();
@@ -822,7 +849,7 @@ fn rootfs_row<R: Read>(e: &tar::Entry<'_, R>) -> RootfsRow {
     let mode = h.mode().ok();
     RootfsRow {
         path,
-        status: "added-or-changed".into(),
+        status: ADDED_OR_CHANGED.into(),
         kind: kind.into(),
         mode: mode.map(|m| format!("{:04o}", m & 0o7777)),
         setuid: mode.is_some_and(|m| m & 0o6000 != 0),

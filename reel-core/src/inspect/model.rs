@@ -288,8 +288,9 @@ pub struct TimerRow {
 pub struct RootfsRow {
     /// Absolute path in the container.
     pub path: String,
-    /// `added-or-changed` (in `rootfs-diff.tar`: the writable layer does not tell which),
-    /// `deleted` (in `deleted.files`).
+    /// `added` or `changed` (in `rootfs-diff.tar`, told apart by the container's base layers
+    /// when they are still on this host), `added-or-changed` (in `rootfs-diff.tar`, base not
+    /// here: the writable layer does not tell which), `deleted` (in `deleted.files`).
     pub status: String,
     /// file, dir, symlink, hardlink, char, block, fifo.
     #[serde(rename = "type")]
