@@ -20,6 +20,7 @@ const STRADDLE: &str = "STRADDLE-MARKER-0042";
 const RWX: &str = "RWX-PAYLOAD-9e8d";
 const SHARED: &str = "SHARED-MARKER-7c2a";
 const MEMFD: &str = "MEMFD-MARKER-3b9e";
+const SYSV: &str = "SYSV-MARKER-5d1e";
 
 fn search(reel: &Reel, cp: &str, pattern: &str, extra: &[&str]) -> (Output, f64) {
     let mut args = vec!["search", "checkpoint", cp, pattern];
@@ -134,6 +135,13 @@ fn assert_markers(reel: &Reel, cp: &str, m: &BTreeMap<String, u64>) {
     assert_eq!(addr(&h), m["memfd"]);
     assert_eq!(h["perms"], "rw-s", "{h}");
     assert_eq!(h["path"], "memfd:markers-memfd", "{h}");
+    // System V shared memory: its pages are kept with the IPC namespace's segments.
+    let h = one(hits(reel, cp, SYSV, &["--region", "shared"]), "SysV marker");
+    assert_eq!(addr(&h), m["sysv"]);
+    assert_eq!(h["perms"], "rw-s", "{h}");
+    assert_eq!(h["offset"], 4096 + 500, "{h}");
+    // IPC_PRIVATE: key 0, named as /proc/PID/maps names it.
+    assert_eq!(h["path"], "/SYSV00000000", "{h}");
 
     // --strings: the secret on the heap and the shared marker, at their addresses.
     let pid_s = pid.to_string();

@@ -378,7 +378,10 @@ fn delete_removes_the_records_of_checkpoints_on_other_nodes() {
     // By id: only that record goes; an unknown id is still an error.
     let by_id = Selector::ids([&r1.id]).expect("sel");
     assert!(store.select(&by_id).expect("select").is_empty());
-    assert_eq!(store.select_remote(&by_id).expect("select"), vec![r1.clone()]);
+    assert_eq!(
+        store.select_remote(&by_id).expect("select"),
+        vec![r1.clone()]
+    );
     let deleted = store.delete(&by_id).expect("delete");
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].id, r1.id);

@@ -18,6 +18,8 @@
  *             MAP_SHARED|MAP_ANONYMOUS region (its pages are in CRIU's shared-memory images);
  *   memfd     MEMFD-MARKER-3b9e at offset 300 of the first page of a two-page MAP_SHARED
  *             mapping of a memfd (its pages too); the descriptor stays open;
+ *   sysv      SYSV-MARKER-5d1e at offset 500 of the second page of a two-page System V
+ *             shared memory segment it attaches (CRIU keeps its pages with the IPC namespace);
  * then writes "NAME 0xADDRESS" lines, one per marker, and "pid N" to STATUS (tmp + rename)
  * and sleeps. No marker is a literal in the binary: each is decoded (XOR 0x5a) where it goes.
  *
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -57,6 +60,10 @@ static const unsigned char SHARED[] = { 0x09, 0x12, 0x1b, 0x08, 0x1f, 0x1e, 0x77
 /* "MEMFD-MARKER-3b9e" ^ 0x5a */
 static const unsigned char MEMFD[] = { 0x17, 0x1f, 0x17, 0x1c, 0x1e, 0x77, 0x17, 0x1b, 0x08,
 				       0x11, 0x1f, 0x08, 0x77, 0x69, 0x38, 0x63, 0x3f };
+
+/* "SYSV-MARKER-5d1e" ^ 0x5a */
+static const unsigned char SYSV[] = { 0x09, 0x03, 0x09, 0x0c, 0x77, 0x17, 0x1b, 0x08,
+				      0x11, 0x1f, 0x08, 0x77, 0x6f, 0x3e, 0x6b, 0x3f };
 
 static volatile uintptr_t stack_addr;
 
@@ -156,6 +163,14 @@ int main(int argc, char **argv)
 		die("mmap memfd");
 	decode(mem + 300, MEMFD, sizeof MEMFD);
 
+	int shmid = shmget(IPC_PRIVATE, 2 * PAGE, IPC_CREAT | 0600);
+	if (shmid < 0)
+		die("shmget");
+	unsigned char *sysv = shmat(shmid, NULL, 0);
+	if (sysv == (void *)-1)
+		die("shmat");
+	decode(sysv + PAGE + 500, SYSV, sizeof SYSV);
+
 	pthread_t th;
 	if (pthread_create(&th, NULL, stack_thread, NULL))
 		die("pthread_create");
@@ -177,6 +192,7 @@ int main(int argc, char **argv)
 	fprintf(f, "patched %d\n", before);
 	fprintf(f, "shared %p\n", (void *)(shared + PAGE + 100));
 	fprintf(f, "memfd %p\n", (void *)(mem + 300));
+	fprintf(f, "sysv %p\n", (void *)(sysv + PAGE + 500));
 	if (fclose(f))
 		die("fclose");
 	if (rename(tmp, argv[1]))

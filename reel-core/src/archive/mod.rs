@@ -59,7 +59,8 @@ pub use reader::{
 };
 pub use received::{criu_version_from_log, ReceivedArchive, ReceivedMember};
 pub use rootfs_diff::{
-    base_has, stage_rootfs_diff, write_rootfs_diff, RootfsDiffListing, RootfsSource, StagedRootfsDiff,
+    base_has, stage_rootfs_diff, write_rootfs_diff, RootfsDiffListing, RootfsSource,
+    StagedRootfsDiff,
 };
 pub use sidecar::{format_sidecar, parse_sidecar, sidecar_path, SIDECAR_SUFFIX};
 pub use verify::{verify, verify_reader, MemberMismatch, SidecarCheck, VerifyReport};

@@ -256,7 +256,9 @@ pub fn extract_region(
     let memfd = v.status & VMA_AREA_MEMFD != 0;
     let file_backed =
         !anon_shared && !memfd && v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0;
-    let path = if anon_shared {
+    let path = if let Some(p) = shm.sysv_path(&v) {
+        p
+    } else if anon_shared {
         String::new()
     } else if let Some(n) = crate::inspect::search::special_name(v.status) {
         n.to_string()

@@ -811,7 +811,9 @@ fn classify_against_base(src: &CheckpointSource, rows: &mut [RootfsRow]) {
         return;
     };
     if !layers.lower_dirs.iter().all(|d| d.is_dir()) {
-        tracing::debug!("the base layers are not on this host: added and changed files are not told apart");
+        tracing::debug!(
+            "the base layers are not on this host: added and changed files are not told apart"
+        );
         return;
     }
     for row in rows.iter_mut().filter(|r| r.status == ADDED_OR_CHANGED) {

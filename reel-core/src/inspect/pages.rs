@@ -16,7 +16,7 @@ use criu_sys::proto;
 use super::source::CheckpointSource;
 use super::InspectError;
 use crate::archive::CHECKPOINT_DIR;
-use crate::criu::image::vma::{VMA_ANON_SHARED, VMA_AREA_MEMFD};
+use crate::criu::image::vma::{VMA_ANON_SHARED, VMA_AREA_MEMFD, VMA_AREA_SYSVIPC};
 use crate::criu::image::ImageReader;
 
 /// The pages are in the parent dump's images.
@@ -261,6 +261,8 @@ pub struct SharedMemory {
     memfd_shmid: BTreeMap<u64, u64>,
     /// memfd file id -> its name.
     memfd_name: BTreeMap<u64, String>,
+    /// System V segment id -> its key (`ipcns-shm-*.img`).
+    sysv_key: BTreeMap<u64, u32>,
     cache: BTreeMap<u64, Option<PageIndex>>,
 }
 
@@ -294,10 +296,28 @@ impl SharedMemory {
                 memfd_name.insert(id, name.clone());
             }
         }
+        // System V segments' keys, for naming their mappings; an image reel cannot read only
+        // leaves the name without its key.
+        let mut sysv_key = BTreeMap::new();
+        let shm_images: Vec<String> = src
+            .images_with_prefix("ipcns-shm-")
+            .map(str::to_owned)
+            .collect();
+        for name in shm_images {
+            match super::load::entries::<proto::IpcShmEntry>(src, &name) {
+                Ok(segments) => sysv_key.extend(
+                    segments
+                        .into_iter()
+                        .map(|s| (u64::from(s.desc.id), s.desc.key)),
+                ),
+                Err(e) => tracing::debug!(image = name, error = %e, "System V segments unnamed"),
+            }
+        }
         Ok(SharedMemory {
             page_size: src.page_size()?,
             memfd_shmid,
             memfd_name,
+            sysv_key,
             cache: BTreeMap::new(),
         })
     }
@@ -322,6 +342,18 @@ impl SharedMemory {
                     .memfd_name
                     .get(&v.shmid)
                     .is_some_and(|n| n == "/dev/zero"))
+    }
+
+    /// `/SYSV<key>` for a System V shared memory VMA (as `/proc/PID/maps` shows it, without
+    /// ` (deleted)`).
+    pub fn sysv_path(&self, v: &proto::VmaEntry) -> Option<String> {
+        if v.status & VMA_AREA_SYSVIPC == 0 {
+            return None;
+        }
+        Some(match self.sysv_key.get(&v.shmid) {
+            Some(key) => format!("/SYSV{key:08x}"),
+            None => "/SYSV".into(),
+        })
     }
 
     /// `memfd:NAME` for a memfd VMA (as `/proc/PID/maps` shows it, without ` (deleted)`).

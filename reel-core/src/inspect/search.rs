@@ -390,7 +390,9 @@ fn vmas(
         .iter()
         .map(|v| {
             let anon_shared = shm.is_anon_shared(v);
-            let path = if anon_shared {
+            let path = if let Some(p) = shm.sysv_path(v) {
+                p
+            } else if anon_shared {
                 String::new()
             } else if let Some(n) = special_name(v.status) {
                 n.to_string()
