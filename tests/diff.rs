@@ -1,6 +1,7 @@
 //! `reel diff checkpoint A B` (issue #14) on two real checkpoints of a container that changed
 //! in known ways between them (tests/programs/changer.c): a process started, one ended, a file
-//! unlinked while open, a socket connected, a page made executable, pages written.
+//! unlinked while open, a socket connected, a page made executable, pages written, a thread
+//! started, a timer armed, a signal blocked.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -120,6 +121,27 @@ fn diff_reports_exactly_the_changes_made_between_two_checkpoints() {
             && c["after"] == "r-x"),
         "no vma-protection-changed rw- -> r-x"
     );
+    assert!(
+        has("thread-added", &|c| c["pid"] == main
+            && c["after"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("changer-tick "))),
+        "no thread-added for changer-tick"
+    );
+    assert!(
+        has("thread-changed", &|c| c["pid"] == main
+            && c["what"] == format!("tid {main}")
+            && c["after"].as_str().is_some_and(|s| s.contains("SIGUSR1"))
+            && c["before"].as_str().is_some_and(|s| !s.contains("SIGUSR1"))),
+        "no thread-changed for the main thread's blocked SIGUSR1"
+    );
+    assert!(
+        has("timer-added", &|c| c["pid"] == main
+            && c["after"].as_str().is_some_and(|s| s.contains("monotonic")
+                && s.contains("SIGUSR2")
+                && s.contains("interval_s=300"))),
+        "no timer-added for the POSIX timer"
+    );
     let pages = changes
         .iter()
         .find(|c| c["kind"] == "pages-differ" && c["pid"] == main)
@@ -139,6 +161,11 @@ fn diff_reports_exactly_the_changes_made_between_two_checkpoints() {
         // The bound socket now has a peer.
         "socket-changed",
         "file-changed",
+        "thread-added",
+        "thread-changed",
+        "timer-added",
+        // The new thread's stack and its guard page.
+        "vma-added",
         "vma-protection-changed",
         "pages-differ",
         "rootfs-entry-removed",

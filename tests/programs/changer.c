@@ -9,14 +9,17 @@
  * guard pages and fills it and a 16-page buffer with 'a'; then writes "ready <old pid>" to
  * STATUS (tmp + rename) and polls for the file GO. When GO appears it starts a child named
  * "changer-new", kills and reaps "changer-old", unlinks /tmp/doomed.txt, connects a new unix
- * datagram socket to /tmp/changer.sock, makes the guarded page read+exec (mprotect) and
- * fills the buffer with 'b'; then writes "changed <new pid>" to STATUS and waits.
+ * datagram socket to /tmp/changer.sock, makes the guarded page read+exec (mprotect), fills
+ * the buffer with 'b', starts a thread named "changer-tick", arms a POSIX timer (monotonic,
+ * SIGUSR2, every 300 s) and blocks SIGUSR1 in its main thread; then writes "changed <new pid>"
+ * to STATUS and waits.
  *
- * Built with: cc -O2 -static -o changer changer.c
+ * Built with: cc -O2 -pthread -static -o changer changer.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +67,15 @@ static void status(const char *path, const char *text)
 	fputs(text, f);
 	if (fclose(f) != 0 || rename(tmp, path) != 0)
 		die("status");
+}
+
+static void *tick_thread(void *arg)
+{
+	(void)arg;
+	prctl(PR_SET_NAME, "changer-tick");
+	for (;;)
+		pause();
+	return NULL;
 }
 
 static struct sockaddr_un addr(void)
@@ -116,6 +128,20 @@ int main(int argc, char **argv)
 	if (mprotect(guard + PAGE, PAGE, PROT_READ | PROT_EXEC) != 0)
 		die("mprotect");
 	memset(buffer, 'b', sizeof buffer);
+	pthread_t th;
+	if (pthread_create(&th, NULL, tick_thread, NULL) != 0)
+		die("pthread_create");
+	signal(SIGUSR2, SIG_IGN);
+	struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2};
+	timer_t timer;
+	struct itimerspec every = {.it_interval = {300, 0}, .it_value = {300, 0}};
+	if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0 || timer_settime(timer, 0, &every, NULL) != 0)
+		die("timer");
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	if (pthread_sigmask(SIG_BLOCK, &usr1, NULL) != 0)
+		die("sigmask");
 
 	snprintf(text, sizeof text, "changed %d\n", (int)new);
 	status(argv[1], text);

@@ -1,7 +1,8 @@
 //! `reel diff`: what changed between two checkpoints of the same container, as flat
 //! [`Change`] records (`kind`, `pid`, `what`, `before`, `after`), built on [`inspect`]
-//! (processes, files, sockets, mounts, rootfs) plus each process's VMAs (`mm-<pid>.img`) and
-//! a SHA-256 of every dumped page, hashed while the pages member is streamed.
+//! (processes, threads, files, sockets, timers, namespaces, mounts, rootfs) plus each
+//! process's VMAs (`mm-<pid>.img`) and a SHA-256 of every dumped page, hashed while the pages
+//! member is streamed.
 //!
 //! Processes match by pid and command name (CRIU keeps pids). Files, sockets, VMAs and pages
 //! are compared only for processes in both checkpoints: a process that started or ended is
@@ -15,7 +16,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::load::{inspect, InspectOptions};
-use super::model::{CheckpointRow, Inspection, ProcessRow, SocketRow};
+use super::model::{
+    CheckpointRow, Inspection, NamespaceRow, ProcessRow, SocketRow, ThreadRow, TimerRow,
+};
 use super::pages::{PageIndex, MAX_MM_BYTES};
 use super::source::CheckpointSource;
 use super::InspectError;
@@ -78,8 +81,11 @@ pub fn diff(
     let ib = inspect(b, &io)?;
     let mut out = Vec::new();
     let common = processes(&ia, &ib, &mut out);
+    threads(&ia, &ib, &common, &mut out);
     files(&ia, &ib, &common, &mut out);
     sockets(&ia, &ib, &common, &mut out);
+    timers(&ia, &ib, &common, &mut out);
+    namespaces(&ia, &ib, &mut out);
     mounts(&ia, &ib, &mut out);
     rootfs(&ia, &ib, &mut out);
     for &pid in &common {
@@ -199,6 +205,134 @@ fn processes(a: &Inspection, b: &Inspection, out: &mut Vec<Change>) -> BTreeSet<
     common
 }
 
+/// What of a thread is compared: its name, signal masks and seccomp mode (not its registers,
+/// state or syscall, which move on between any two checkpoints).
+fn thread_desc(t: &ThreadRow) -> String {
+    format!(
+        "{} blocked={} pending={} seccomp={}",
+        t.comm,
+        t.blocked.join(","),
+        t.pending.join(","),
+        t.seccomp
+    )
+}
+
+fn threads(a: &Inspection, b: &Inspection, common: &BTreeSet<u32>, out: &mut Vec<Change>) {
+    let map = |i: &Inspection| -> BTreeMap<(u32, u32), String> {
+        i.threads
+            .iter()
+            .filter(|t| common.contains(&t.pid))
+            .map(|t| ((t.pid, t.tid), thread_desc(t)))
+            .collect()
+    };
+    keyed(&map(a), &map(b), out, ("thread", ADDED), |&(pid, tid)| {
+        (Some(pid), format!("tid {tid}"))
+    });
+}
+
+/// What of a timer is compared: its clock, signal and interval (not when it fires next).
+fn timer_desc(t: &TimerRow) -> String {
+    format!(
+        "clock={} signal={} interval_s={}",
+        t.clock.as_deref().unwrap_or("-"),
+        t.signal.as_deref().unwrap_or("-"),
+        t.interval_s
+    )
+}
+
+fn timers(a: &Inspection, b: &Inspection, common: &BTreeSet<u32>, out: &mut Vec<Change>) {
+    let map = |i: &Inspection| -> BTreeMap<(u32, String, Option<u32>), String> {
+        i.timers
+            .iter()
+            .filter(|t| common.contains(&t.pid))
+            .map(|t| ((t.pid, t.kind.clone(), t.id), timer_desc(t)))
+            .collect()
+    };
+    keyed(
+        &map(a),
+        &map(b),
+        out,
+        ("timer", ADDED),
+        |(pid, kind, id)| {
+            let what = match id {
+                Some(id) => format!("{kind} {id}"),
+                None => kind.clone(),
+            };
+            (Some(*pid), what)
+        },
+    );
+}
+
+/// A namespace as compared: what it holds (not CRIU's id for it, nor its pids).
+fn namespace_desc(n: &NamespaceRow) -> String {
+    let c = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    format!(
+        "hostname={} domainname={} shm={} msg={} sem={} interfaces={}",
+        n.hostname.as_deref().unwrap_or("-"),
+        n.domainname.as_deref().unwrap_or("-"),
+        c(n.shm_segments),
+        c(n.msg_queues),
+        c(n.sem_sets),
+        n.interfaces.join(",")
+    )
+}
+
+fn namespaces(a: &Inspection, b: &Inspection, out: &mut Vec<Change>) {
+    // Namespaces of one kind, by what they hold: a container usually has one of each.
+    let map = |i: &Inspection| -> BTreeMap<String, BTreeSet<String>> {
+        let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for n in &i.namespaces {
+            m.entry(n.kind.clone())
+                .or_default()
+                .insert(namespace_desc(n));
+        }
+        m
+    };
+    let (ma, mb) = (map(a), map(b));
+    let kinds: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+    for k in kinds {
+        let (x, y) = (ma.get(k), mb.get(k));
+        if x != y {
+            let join = |s: Option<&BTreeSet<String>>| {
+                s.map(|s| s.iter().cloned().collect::<Vec<_>>().join("; "))
+            };
+            out.push(change("namespace-changed", None, k, join(x), join(y)));
+        }
+    }
+}
+
+/// The words for an object that appears and one that goes.
+const ADDED: (&str, &str) = ("added", "removed");
+const OPENED: (&str, &str) = ("opened", "closed");
+
+/// A descriptor's pid and `what` (`fd N`).
+fn by_fd(&(pid, fd): &(u32, u32)) -> (Option<u32>, String) {
+    (Some(pid), format!("fd {fd}"))
+}
+
+/// `NOUN-added`/`-removed` (or `-opened`/`-closed`, as `words` say) and `NOUN-changed`
+/// records for two maps of described objects; `label` gives each key's pid and `what`.
+fn keyed<K: Ord>(
+    a: &BTreeMap<K, String>,
+    b: &BTreeMap<K, String>,
+    out: &mut Vec<Change>,
+    (noun, (appeared, went)): (&str, (&str, &str)),
+    label: impl Fn(&K) -> (Option<u32>, String),
+) {
+    let keys: BTreeSet<&K> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        let kind = match (x, y) {
+            (Some(_), None) => format!("{noun}-{went}"),
+            (None, Some(_)) => format!("{noun}-{appeared}"),
+            (Some(x), Some(y)) if x != y => format!("{noun}-changed"),
+            _ => continue,
+        };
+        let (pid, what) = label(k);
+        out.push(change(&kind, pid, what, x.cloned(), y.cloned()));
+    }
+}
+
 fn file_desc(path: &str, deleted: bool) -> String {
     if deleted {
         format!("{path} (deleted)")
@@ -221,33 +355,7 @@ fn files(a: &Inspection, b: &Inspection, common: &BTreeSet<u32>, out: &mut Vec<C
             })
             .collect()
     };
-    pairs(&map(a), &map(b), out, "file");
-}
-
-/// Added/removed/changed records for two maps keyed by (pid, fd).
-fn pairs(
-    a: &BTreeMap<(u32, u32), String>,
-    b: &BTreeMap<(u32, u32), String>,
-    out: &mut Vec<Change>,
-    noun: &str,
-) {
-    let keys: BTreeSet<_> = a.keys().chain(b.keys()).copied().collect();
-    for k in keys {
-        let (x, y) = (a.get(&k), b.get(&k));
-        let kind = match (x, y) {
-            (Some(_), None) => format!("{noun}-closed"),
-            (None, Some(_)) => format!("{noun}-opened"),
-            (Some(x), Some(y)) if x != y => format!("{noun}-changed"),
-            _ => continue,
-        };
-        out.push(change(
-            &kind,
-            Some(k.0),
-            format!("fd {}", k.1),
-            x.cloned(),
-            y.cloned(),
-        ));
-    }
+    keyed(&map(a), &map(b), out, ("file", OPENED), by_fd);
 }
 
 fn socket_desc(s: &SocketRow) -> String {
@@ -279,7 +387,7 @@ fn sockets(a: &Inspection, b: &Inspection, common: &BTreeSet<u32>, out: &mut Vec
             .map(|s| ((s.pid, s.fd), socket_desc(s)))
             .collect()
     };
-    pairs(&map(a), &map(b), out, "socket");
+    keyed(&map(a), &map(b), out, ("socket", OPENED), by_fd);
 }
 
 fn mounts(a: &Inspection, b: &Inspection, out: &mut Vec<Change>) {
