@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Short fuzz run of reel's readers of hostile input (issue #12): CRIU's image reader
-# (fuzz/fuzz_targets/image_reader.rs) and the checkpoint source, tar and zstd with inspect on
-# top (fuzz/fuzz_targets/checkpoint_source.rs).
+# (fuzz/fuzz_targets/image_reader.rs), the checkpoint source, tar and zstd with inspect on
+# top (fuzz/fuzz_targets/checkpoint_source.rs), and extraction, staging and verification of
+# an archive (fuzz/fuzz_targets/archive_extract.rs, seeded with checkpoint_source's corpus).
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 30: both targets take about a minute)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 30: the three take about 1.5 minutes)
 #
 # - installs cargo-fuzz (pinned, `cargo install --locked`, into ~/.cargo/bin) when missing;
 #   works with rustup's stable toolchain alone: RUSTC_BOOTSTRAP=1 lets stable take the -Z
@@ -30,9 +31,10 @@ rss_limit_mb=2048
 timeout_s=10                         # one input taking this long is a hang
 triple=$(rustc -vV | sed -n 's/^host: //p')
 bin_dir=fuzz/target/$triple/release
-# name, -max_len: CRIU images in the corpus are at most 64 KiB (fuzz/seed.sh); the archive
-# seeds are about 310 KiB, so archives get room to grow past them.
-targets=("image_reader 65536" "checkpoint_source 524288")
+# name, -max_len, seeds (fuzz/corpus/SEEDS): CRIU images in the corpus are at most 64 KiB
+# (fuzz/seed.sh); the archive seeds are about 310 KiB, so archives get room to grow past them.
+targets=("image_reader 65536 image_reader" "checkpoint_source 524288 checkpoint_source"
+    "archive_extract 524288 checkpoint_source")
 
 log() { printf 'fuzz.sh: %s\n' "$*" >&2; }
 die() { printf 'fuzz.sh: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -56,16 +58,16 @@ trap 'rm -rf "$scratch"' EXIT
 failed=0
 summary=()
 for entry in "${targets[@]}"; do
-    read -r name max_len <<<"$entry"
+    read -r name max_len seeds <<<"$entry"
     corpus=$scratch/corpus-$name
     artifacts=fuzz/artifacts/$name
     mkdir -p "$corpus" "$artifacts" "$scratch/tmp-$name"
-    cp -a "fuzz/corpus/$name/." "$corpus/"
+    cp -a "fuzz/corpus/$seeds/." "$corpus/"
     out=$scratch/$name.log
-    log "running $name for ${seconds}s on a scratch copy of fuzz/corpus/$name ($(ls "$corpus" | wc -l) seeds)"
+    log "running $name for ${seconds}s on a scratch copy of fuzz/corpus/$seeds ($(ls "$corpus" | wc -l) seeds)"
     start=$(date +%s)
     rc=0
-    # TMPDIR: checkpoint_source writes each input to a file under the temporary directory.
+    # TMPDIR: the archive targets write each input (and what they extract) under it.
     TMPDIR=$scratch/tmp-$name "$bin_dir/$name" "$corpus" \
         -max_total_time="$seconds" -max_len="$max_len" -rss_limit_mb="$rss_limit_mb" \
         -timeout="$timeout_s" -artifact_prefix="$artifacts/" -print_final_stats=1 \
