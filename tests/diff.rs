@@ -131,15 +131,21 @@ fn diff_reports_exactly_the_changes_made_between_two_checkpoints() {
     assert!(
         has("thread-changed", &|c| c["pid"] == main
             && c["what"] == format!("tid {main}")
-            && c["after"].as_str().is_some_and(|s| s.contains("SIGUSR1"))
-            && c["before"].as_str().is_some_and(|s| !s.contains("SIGUSR1"))),
+            && c["after"]
+                .as_str()
+                .is_some_and(|s| s.contains("SIGUSR1"))
+            && c["before"]
+                .as_str()
+                .is_some_and(|s| !s.contains("SIGUSR1"))),
         "no thread-changed for the main thread's blocked SIGUSR1"
     );
     assert!(
         has("timer-added", &|c| c["pid"] == main
-            && c["after"].as_str().is_some_and(|s| s.contains("monotonic")
-                && s.contains("SIGUSR2")
-                && s.contains("interval_s=300"))),
+            && c["after"]
+                .as_str()
+                .is_some_and(|s| s.contains("monotonic")
+                    && s.contains("SIGUSR2")
+                    && s.contains("interval_s=300"))),
         "no timer-added for the POSIX timer"
     );
     let pages = changes

@@ -112,14 +112,20 @@ pub fn run(cmd: &mut Command) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert_success(&out, &format!("{cmd:?}"));
+    out
+}
+
+/// Panics with `what`, the status and both outputs unless `out` is a success.
+#[track_caller]
+pub fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }
 
 /// Runs a command and returns its output whatever the exit status (for clean-up).

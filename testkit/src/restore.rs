@@ -58,13 +58,9 @@ impl Reel {
         let d = dest.to_string_lossy().into_owned();
         args.push(&d);
         args.extend(extra);
-        let out = self.run(&args);
-        assert!(
-            out.status.success(),
-            "reel export checkpoint --id {id} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        crate::assert_success(
+            &self.run(&args),
+            &format!("reel export checkpoint --id {id}"),
         );
         dest
     }
@@ -90,12 +86,9 @@ impl Reel {
     pub fn create_ok(&self, ns: &str, pod: &str, container: Option<&str>, extra: &[&str]) -> Value {
         let started = Instant::now();
         let out = self.create(ns, pod, container, extra);
-        assert!(
-            out.status.success(),
-            "reel create checkpoint {ns}/{pod}/{container:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        crate::assert_success(
+            &out,
+            &format!("reel create checkpoint {ns}/{pod}/{container:?}"),
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
