@@ -143,6 +143,7 @@ pub fn podman_image() -> &'static str {
                 .success()
         };
         if exists() {
+            remove_stale_podman_images(&tag);
             return tag;
         }
         let tar = test_dir().join(format!("{}.tar", unique_name("podman-image")));
@@ -162,8 +163,31 @@ pub fn podman_image() -> &'static str {
             out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
                 .unwrap_or_default()
         );
+        remove_stale_podman_images(&tag);
         tag
     })
+}
+
+/// Removes the test images of earlier rootfs templates (one per change of the test
+/// programs, which otherwise pile up in Podman's store); an image a container still uses
+/// stays (no `--force`).
+fn remove_stale_podman_images(current: &str) {
+    let Some(out) = run_quiet(Command::new("podman").args([
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        "reference=localhost/reel-test",
+    ])) else {
+        return;
+    };
+    for old in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|t| t.starts_with("localhost/reel-test:") && *t != current)
+    {
+        let _ = run_quiet(Command::new("podman").args(["rmi", old]));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
