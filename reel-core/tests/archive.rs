@@ -352,10 +352,12 @@ fn verify_passes_then_reports_exactly_the_flipped_member() {
     assert!(!report.is_ok());
     assert_eq!(report.failed_members(), ["checkpoint/pages-1.img"]);
     assert_eq!(report.mismatched.len(), 1);
-    assert_eq!(
-        report.mismatched[0].expected_size,
-        report.mismatched[0].actual_size
-    );
+    let m = &report.mismatched[0];
+    assert_eq!(m.expected_size, m.actual_size);
+    assert_ne!(m.expected_sha256, m.actual_sha256);
+    // Both digests are recorded and both are checked.
+    assert!(m.expected_blake3.is_some(), "{m:?}");
+    assert!(m.actual_blake3.is_some() && m.actual_blake3 != m.expected_blake3, "{m:?}");
     assert!(report.missing.is_empty() && report.extra.is_empty());
     assert!(matches!(report.sidecar, SidecarCheck::Mismatch { .. }));
 }

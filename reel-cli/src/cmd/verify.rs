@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use reel_core::archive::{verify, SidecarCheck};
+use reel_core::archive::{verify, MemberMismatch, SidecarCheck};
 use serde::Serialize;
 
 use crate::cli::{Cli, Output, VerifyCheckpoint};
@@ -58,8 +58,8 @@ pub fn run(cli: &Cli, args: &VerifyCheckpoint) -> anyhow::Result<()> {
             println!("archive  {}", path.display());
             println!("sha256   {}", view.sha256);
             println!("members  {} checked", view.members_checked);
-            for m in &view.mismatched {
-                println!("DIFFERS  {m}");
+            for m in &r.mismatched {
+                println!("DIFFERS  {} ({})", m.name, what_differs(m));
             }
             for m in &view.missing {
                 println!("MISSING  {m}");
@@ -93,4 +93,25 @@ fn sidecar(s: &SidecarCheck) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// What of a member differs from the manifest: size, SHA-256, BLAKE3 (when recorded).
+fn what_differs(m: &MemberMismatch) -> String {
+    let mut parts = Vec::new();
+    if m.expected_size != m.actual_size {
+        parts.push(format!(
+            "size {} in the manifest, {} in the archive",
+            m.expected_size, m.actual_size
+        ));
+    }
+    if m.expected_sha256 != m.actual_sha256 {
+        parts.push("sha256 differs".to_string());
+    }
+    if m.expected_blake3.is_some() && m.expected_blake3 != m.actual_blake3 {
+        parts.push("blake3 differs".to_string());
+    }
+    if parts.is_empty() {
+        parts.push("digests differ".to_string());
+    }
+    parts.join(", ")
 }
