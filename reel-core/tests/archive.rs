@@ -357,7 +357,10 @@ fn verify_passes_then_reports_exactly_the_flipped_member() {
     assert_ne!(m.expected_sha256, m.actual_sha256);
     // Both digests are recorded and both are checked.
     assert!(m.expected_blake3.is_some(), "{m:?}");
-    assert!(m.actual_blake3.is_some() && m.actual_blake3 != m.expected_blake3, "{m:?}");
+    assert!(
+        m.actual_blake3.is_some() && m.actual_blake3 != m.expected_blake3,
+        "{m:?}"
+    );
     assert!(report.missing.is_empty() && report.extra.is_empty());
     assert!(matches!(report.sidecar, SidecarCheck::Mismatch { .. }));
 }

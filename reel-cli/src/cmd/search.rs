@@ -123,12 +123,7 @@ pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     print_to(&mut out, args.output, &res, |w| {
         if args.count {
-            let mut t = Table::new(vec!["PID", "HITS"]);
-            for (pid, n) in &res.per_pid {
-                t.row(vec![pid.to_string(), n.to_string()]);
-            }
-            t.row(vec!["total".into(), res.count.to_string()]);
-            return t.write(w);
+            return counts(w, &res.tally, "HITS");
         }
         if res.hits.is_empty() {
             return writeln!(w, "no hits");
@@ -154,18 +149,42 @@ pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
         }
         t.write(w)
     })?;
-    if res.truncated && args.output == Output::Table {
-        writeln!(out, "(stopped at --max-hits {})", res.count)?;
+    finish(&mut out, args.output, &res.tally, "hits")
+}
+
+/// `--count`: `PID N` per process and the total.
+fn counts(
+    w: &mut dyn Write,
+    tally: &inspect::search::Tally,
+    what: &'static str,
+) -> std::io::Result<()> {
+    let mut t = Table::new(vec!["PID", what]);
+    for (pid, n) in &tally.per_pid {
+        t.row(vec![pid.to_string(), n.to_string()]);
     }
-    if res.unlisted > 0 && args.output == Output::Table {
+    t.row(vec!["total".into(), tally.count.to_string()]);
+    t.write(w)
+}
+
+/// After a table: where the listing stopped; then exit 3 ([`NothingFound`]) when nothing was.
+fn finish(
+    out: &mut impl Write,
+    output: Output,
+    tally: &inspect::search::Tally,
+    what: &str,
+) -> anyhow::Result<()> {
+    if tally.truncated && output == Output::Table {
+        writeln!(out, "(stopped at --max-hits {})", tally.count)?;
+    }
+    if tally.unlisted > 0 && output == Output::Table {
         writeln!(
             out,
-            "({} hits, {} not listed: --count for counts per process, --max-hits N to list more)",
-            res.count, res.unlisted
+            "({} {what}, {} not listed: --count for counts per process, --max-hits N to list more)",
+            tally.count, tally.unlisted
         )?;
     }
     out.flush()?;
-    if !res.found() {
+    if !tally.found() {
         return Err(anyhow::Error::new(NothingFound));
     }
     Ok(())
@@ -186,12 +205,7 @@ fn strings(
     let mut out = std::io::stdout().lock();
     print_to(&mut out, args.output, &res, |w| {
         if args.count {
-            let mut t = Table::new(vec!["PID", "STRINGS"]);
-            for (pid, n) in &res.per_pid {
-                t.row(vec![pid.to_string(), n.to_string()]);
-            }
-            t.row(vec!["total".into(), res.count.to_string()]);
-            return t.write(w);
+            return counts(w, &res.tally, "STRINGS");
         }
         if res.strings.is_empty() {
             return writeln!(w, "no strings of {} bytes or more", res.min_len);
@@ -217,19 +231,5 @@ fn strings(
         }
         t.write(w)
     })?;
-    if res.truncated && args.output == Output::Table {
-        writeln!(out, "(stopped at --max-hits {})", res.count)?;
-    }
-    if res.unlisted > 0 && args.output == Output::Table {
-        writeln!(
-            out,
-            "({} strings, {} not listed: --count for counts per process, --max-hits N to list more)",
-            res.count, res.unlisted
-        )?;
-    }
-    out.flush()?;
-    if !res.found() {
-        return Err(anyhow::Error::new(NothingFound));
-    }
-    Ok(())
+    finish(&mut out, args.output, &res.tally, "strings")
 }

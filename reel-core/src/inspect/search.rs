@@ -130,6 +130,28 @@ pub struct SearchOptions {
     pub context: usize,
 }
 
+impl SearchOptions {
+    /// Whether a hit at `addr` passes the address, region and permission filters: `None` when
+    /// it does not, else the VMA holding it (`Some(None)`: in no VMA, no filter given).
+    fn admits<'v>(&self, vmas: &'v [Vma], addr: u64) -> Option<Option<&'v Vma>> {
+        if let Some((lo, hi)) = self.address {
+            if addr < lo || addr >= hi {
+                return None;
+            }
+        }
+        let v = vma_at(vmas, addr);
+        if !self.regions.is_empty() && !v.is_some_and(|v| self.regions.iter().any(|k| v.is(*k))) {
+            return None;
+        }
+        if let Some(p) = &self.perms {
+            if !v.is_some_and(|v| perms_match(p, &v.perms())) {
+                return None;
+            }
+        }
+        Some(v)
+    }
+}
+
 /// One hit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Hit {
@@ -157,21 +179,56 @@ pub struct Hit {
     pub len: usize,
 }
 
+/// What a search or a strings listing counted: the numbers both share (in their JSON, at the
+/// top level).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// How many hits or strings (all of them, also with `count_only`).
+    pub count: u64,
+    /// How many per process.
+    pub per_pid: BTreeMap<u32, u64>,
+    /// Bytes of memory scanned.
+    pub bytes_scanned: u64,
+    /// The scan stopped at `max_hits`.
+    pub truncated: bool,
+    /// Counted but not listed: past [`DEFAULT_LISTED_HITS`] without `max_hits`.
+    pub unlisted: u64,
+}
+
+impl Tally {
+    /// Whether anything was found.
+    pub fn found(&self) -> bool {
+        self.count > 0
+    }
+
+    /// Whether the scan has reached `max_hits`.
+    fn done(&self, opts: &SearchOptions) -> bool {
+        opts.max_hits.is_some_and(|m| self.count >= m)
+    }
+
+    /// Counts one more for `pid`, of which `listed` are listed already: whether to list it
+    /// (not with `count_only`; past the listing limit it is counted in `unlisted`).
+    fn add(&mut self, pid: u32, listed: usize, opts: &SearchOptions) -> bool {
+        self.count += 1;
+        *self.per_pid.entry(pid).or_default() += 1;
+        if opts.count_only {
+            return false;
+        }
+        if listed as u64 >= opts.max_hits.unwrap_or(DEFAULT_LISTED_HITS) {
+            self.unlisted += 1;
+            return false;
+        }
+        true
+    }
+}
+
 /// What a search found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SearchResult {
     /// The pattern as bytes (hex) when it is not a regex.
     pub pattern_hex: Option<String>,
-    /// How many hits (all of them, also with `count_only`).
-    pub count: u64,
-    /// Hits per process.
-    pub per_pid: BTreeMap<u32, u64>,
-    /// Bytes of memory scanned.
-    pub bytes_scanned: u64,
-    /// The search stopped at `max_hits`.
-    pub truncated: bool,
-    /// Hits counted but not listed: past [`DEFAULT_LISTED_HITS`] without `max_hits`.
-    pub unlisted: u64,
+    #[serde(flatten)]
+    pub tally: Tally,
     /// The hits (empty with `count_only`).
     pub hits: Vec<Hit>,
 }
@@ -179,7 +236,7 @@ pub struct SearchResult {
 impl SearchResult {
     /// Whether anything was found.
     pub fn found(&self) -> bool {
-        self.count > 0
+        self.tally.found()
     }
 }
 
@@ -439,7 +496,7 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     fn done(&self) -> bool {
-        self.opts.max_hits.is_some_and(|m| self.out.count >= m)
+        self.out.tally.done(self.opts)
     }
 
     /// Searches `buf` (whose first byte is at `vaddr`; its first `carry` bytes were searched
@@ -452,27 +509,10 @@ impl Scan<'_> {
                 return true;
             }
             let addr = vaddr + s as u64;
-            if let Some((lo, hi)) = opts.address {
-                if addr < lo || addr >= hi {
-                    return true;
-                }
-            }
-            let v = vma_at(vmas, addr);
-            if !opts.regions.is_empty() && !v.is_some_and(|v| opts.regions.iter().any(|k| v.is(*k)))
-            {
+            let Some(v) = opts.admits(vmas, addr) else {
                 return true;
-            }
-            if let Some(p) = &opts.perms {
-                if !v.is_some_and(|v| perms_match(p, &v.perms())) {
-                    return true;
-                }
-            }
-            out.count += 1;
-            *out.per_pid.entry(pid).or_default() += 1;
-            let listed = opts.max_hits.unwrap_or(DEFAULT_LISTED_HITS);
-            if !opts.count_only && out.hits.len() as u64 >= listed {
-                out.unlisted += 1;
-            } else if !opts.count_only {
+            };
+            if out.tally.add(pid, out.hits.len(), opts) {
                 let c = opts.context.min(MAX_CONTEXT);
                 let cs = s.saturating_sub(c);
                 let ce = (e + c).min(buf.len());
@@ -492,7 +532,7 @@ impl Scan<'_> {
                     len: e - s,
                 });
             }
-            opts.max_hits.is_none_or(|m| out.count < m)
+            !out.tally.done(opts)
         });
     }
 }
@@ -543,7 +583,7 @@ impl Sink for Scan<'_> {
         Scan::done(self)
     }
     fn scanned(&mut self, n: u64) {
-        self.out.bytes_scanned += n;
+        self.out.tally.bytes_scanned += n;
     }
 }
 
@@ -803,7 +843,7 @@ pub fn search(
         out: &mut out,
     };
     each_process(src, opts, &mut scan)?;
-    out.truncated = opts.max_hits.is_some_and(|m| out.count >= m);
+    out.tally.truncated = out.tally.done(opts);
     Ok(out)
 }
 
@@ -842,16 +882,8 @@ pub struct StringHit {
 pub struct StringsResult {
     /// The shortest string listed.
     pub min_len: usize,
-    /// How many strings (all of them, also with `count_only`).
-    pub count: u64,
-    /// Strings per process.
-    pub per_pid: BTreeMap<u32, u64>,
-    /// Bytes of memory scanned.
-    pub bytes_scanned: u64,
-    /// The listing stopped at `max_hits`.
-    pub truncated: bool,
-    /// Strings counted but not listed: past [`DEFAULT_LISTED_HITS`] without `max_hits`.
-    pub unlisted: u64,
+    #[serde(flatten)]
+    pub tally: Tally,
     /// The strings, by process and address (empty with `count_only`).
     pub strings: Vec<StringHit>,
 }
@@ -859,7 +891,7 @@ pub struct StringsResult {
 impl StringsResult {
     /// Whether any string was found.
     pub fn found(&self) -> bool {
-        self.count > 0
+        self.tally.found()
     }
 }
 
@@ -886,28 +918,11 @@ impl StringsScan<'_> {
             return;
         }
         let opts = self.opts;
-        if let Some((lo, hi)) = opts.address {
-            if addr < lo || addr >= hi {
-                return;
-            }
-        }
-        let v = vma_at(vmas, addr);
-        if !opts.regions.is_empty() && !v.is_some_and(|v| opts.regions.iter().any(|k| v.is(*k))) {
+        let Some(v) = opts.admits(vmas, addr) else {
             return;
-        }
-        if let Some(p) = &opts.perms {
-            if !v.is_some_and(|v| perms_match(p, &v.perms())) {
-                return;
-            }
-        }
+        };
         let out = &mut *self.out;
-        out.count += 1;
-        *out.per_pid.entry(pid).or_default() += 1;
-        if opts.count_only {
-            return;
-        }
-        if out.strings.len() as u64 >= opts.max_hits.unwrap_or(DEFAULT_LISTED_HITS) {
-            out.unlisted += 1;
+        if !out.tally.add(pid, out.strings.len(), opts) {
             return;
         }
         out.strings.push(StringHit {
@@ -991,11 +1006,11 @@ impl Sink for StringsScan<'_> {
     }
 
     fn done(&self) -> bool {
-        self.opts.max_hits.is_some_and(|m| self.out.count >= m)
+        self.out.tally.done(self.opts)
     }
 
     fn scanned(&mut self, n: u64) {
-        self.out.bytes_scanned += n;
+        self.out.tally.bytes_scanned += n;
     }
 }
 
@@ -1023,7 +1038,7 @@ pub fn strings(
     };
     each_process(src, opts, &mut scan)?;
     let truncated = scan.done();
-    out.truncated = truncated;
+    out.tally.truncated = truncated;
     Ok(out)
 }
 
@@ -1298,7 +1313,7 @@ mod tests {
                 ("0x5000", "again!"),
             ]
         );
-        assert_eq!(out.count, 4);
+        assert_eq!(out.tally.count, 4);
     }
 
     #[test]
