@@ -241,6 +241,42 @@ fn keep_stores_the_same_checkpoint_and_stdout_streams_it() {
     verify(&store, &file).ok();
     store.run(&["verify", "checkpoint", &ids[0]]).ok();
 
+    // One byte of the pages changed: verify names the member and what differs, both digests.
+    let pages_at = {
+        let mut a = tar::Archive::new(exported.as_slice());
+        let e = a
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path_bytes().as_ref() == b"checkpoint/pages-1.img")
+            .expect("a pages member");
+        e.raw_file_position() as usize
+    };
+    let mut tampered = exported.clone();
+    tampered[pages_at + 10] ^= 0xff;
+    let bad = dir.path().join("tampered.tar");
+    fs::write(&bad, &tampered).unwrap();
+    let v = verify(&store, &bad);
+    assert_eq!(v.code(), Some(1), "{v}");
+    let j = v.json();
+    assert_eq!(
+        j["mismatched"],
+        serde_json::json!(["checkpoint/pages-1.img"]),
+        "{j}"
+    );
+    let d = &j["differences"][0];
+    assert_eq!(d["expected_size"], d["actual_size"], "{d}");
+    assert_ne!(d["expected_sha256"], d["actual_sha256"], "{d}");
+    assert!(d["expected_blake3"].is_string(), "{d}");
+    assert_ne!(d["expected_blake3"], d["actual_blake3"], "{d}");
+    let table = store.run(&["verify", "checkpoint", bad.to_str().unwrap()]);
+    assert!(
+        table
+            .stdout
+            .contains("DIFFERS  checkpoint/pages-1.img (sha256 differs, blake3 differs)"),
+        "{table}"
+    );
+
     // `--dest -`: the archive on stdout, the summary on stderr.
     let mut cmd = store.cmd(&["export", "checkpoint", "--id", &ids[0], "--dest", "-"]);
     let o = cmd.stdin(std::process::Stdio::null()).output().unwrap();

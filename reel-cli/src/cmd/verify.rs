@@ -16,6 +16,8 @@ struct View {
     bytes: u64,
     members_checked: usize,
     mismatched: Vec<String>,
+    /// Each mismatched member's sizes and digests, as in the manifest and in the archive.
+    differences: Vec<MemberMismatch>,
     missing: Vec<String>,
     extra: Vec<String>,
     sidecar: String,
@@ -46,6 +48,7 @@ pub fn run(cli: &Cli, args: &VerifyCheckpoint) -> anyhow::Result<()> {
         bytes: r.archive_bytes,
         members_checked: r.members_checked,
         mismatched: r.mismatched.iter().map(|m| m.name.clone()).collect(),
+        differences: r.mismatched.clone(),
         missing: r.missing.clone(),
         extra: r.extra.clone(),
         sidecar: sidecar(&r.sidecar),
@@ -58,7 +61,7 @@ pub fn run(cli: &Cli, args: &VerifyCheckpoint) -> anyhow::Result<()> {
             println!("archive  {}", path.display());
             println!("sha256   {}", view.sha256);
             println!("members  {} checked", view.members_checked);
-            for m in &r.mismatched {
+            for m in &view.differences {
                 println!("DIFFERS  {} ({})", m.name, what_differs(m));
             }
             for m in &view.missing {

@@ -12,7 +12,7 @@ use super::{
 };
 
 /// A member whose size or digest differs from the manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MemberMismatch {
     /// Member name.
     pub name: String,
