@@ -16,26 +16,12 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
-use kit::bench::{median, sizes_and_rounds};
+use kit::bench::{median_secs, sizes_and_rounds};
 use kit::bins;
 use kit::reel::TestStore;
 use reel_testkit as kit;
 use serde_json::{json, Value};
-
-fn timed(rounds: usize, mut f: impl FnMut() -> bool) -> Option<f64> {
-    if !f() {
-        return None;
-    }
-    let mut t = Vec::new();
-    for _ in 0..rounds {
-        let s = Instant::now();
-        assert!(f());
-        t.push(s.elapsed().as_secs_f64());
-    }
-    Some(median(t))
-}
 
 fn reel_inspect(store: &TestStore, archive: &Path) -> bool {
     let out = store
@@ -80,10 +66,10 @@ fn main() {
         let kit::bench::MemhogCheckpoint { tar, zst, .. } =
             kit::bench::memhog_checkpoint(&store, "bench-insp", mib);
         let size = |p: &Path| fs::metadata(p).unwrap().len() as f64 / (1 << 20) as f64;
-        let t_tar = timed(rounds, || reel_inspect(&store, &tar)).unwrap();
-        let t_zst = timed(rounds, || reel_inspect(&store, &zst)).unwrap();
+        let t_tar = median_secs(rounds, || reel_inspect(&store, &tar)).unwrap();
+        let t_zst = median_secs(rounds, || reel_inspect(&store, &zst)).unwrap();
         let ctl_tar = if has_ctl {
-            timed(rounds, || checkpointctl(&tar))
+            median_secs(rounds, || checkpointctl(&tar))
         } else {
             None
         };

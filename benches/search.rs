@@ -27,9 +27,8 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
-use kit::bench::{median, sh};
+use kit::bench::sh;
 use kit::bins;
 use kit::reel::TestStore;
 use reel_testkit as kit;
@@ -42,7 +41,7 @@ const REGEX: &str = "REEL-BENCH-[A-Z]+-[0-9a-f]{6}";
 
 /// Median seconds of `rounds` runs of `cmd` (a shell command line), after one untimed run.
 fn timed(rounds: usize, cmd: &str) -> f64 {
-    let run = || {
+    kit::bench::median_secs(rounds, || {
         let out = Command::new("sh")
             .arg("-c")
             .arg(cmd)
@@ -58,15 +57,9 @@ fn timed(rounds: usize, cmd: &str) -> f64 {
             "{cmd}: {code:?} {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    run();
-    let mut t = Vec::new();
-    for _ in 0..rounds {
-        let s = Instant::now();
-        run();
-        t.push(s.elapsed().as_secs_f64());
-    }
-    median(t)
+        true
+    })
+    .expect("the command ran")
 }
 
 /// Peak resident memory (VmHWM) of `cmd` in MiB, from `/usr/bin/time -f %M` (KiB).
@@ -172,22 +165,17 @@ fn main() {
                 ),
             )
         });
-        let hwm = peak_mib(&[
-            reel.to_str().unwrap(),
-            "search",
-            "checkpoint",
-            tar.to_str().unwrap(),
-            LITERAL,
-            "--count",
-        ]);
-        let hwm_zst = peak_mib(&[
-            reel.to_str().unwrap(),
-            "search",
-            "checkpoint",
-            zst.to_str().unwrap(),
-            LITERAL,
-            "--count",
-        ]);
+        let hwm_of = |archive: &Path| {
+            peak_mib(&[
+                reel.to_str().unwrap(),
+                "search",
+                "checkpoint",
+                archive.to_str().unwrap(),
+                LITERAL,
+                "--count",
+            ])
+        };
+        let (hwm, hwm_zst) = (hwm_of(&tar), hwm_of(&zst));
         let row = json!({
             "gib": gib,
             "pages_mib": size_mib(&pages),

@@ -54,6 +54,21 @@ pub fn quiet(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The median seconds of `rounds` runs of `f`, after one untimed run (warm caches); `None`
+/// when that first run says it failed (`f` returns false). A later failure panics.
+pub fn median_secs(rounds: usize, mut f: impl FnMut() -> bool) -> Option<f64> {
+    if !f() {
+        return None;
+    }
+    let mut t = Vec::new();
+    for _ in 0..rounds {
+        let s = std::time::Instant::now();
+        assert!(f(), "a timed run failed after the first succeeded");
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Some(median(t))
+}
+
 /// The median (NaN for none).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -132,24 +132,25 @@ pub fn run(cli: &Cli, args: &SearchCheckpoint) -> anyhow::Result<()> {
             "PID", "COMM", "ADDRESS", "REGION", "PERMS", "PATH", "OFFSET", "CONTEXT",
         ]);
         for h in &res.hits {
-            t.row(vec![
-                h.pid.to_string(),
-                h.comm.clone(),
-                h.address.clone(),
-                h.region.clone(),
-                h.perms.clone(),
-                if h.path.is_empty() {
-                    "-".into()
-                } else {
-                    h.path.clone()
-                },
-                format!("{:#x}", h.offset),
-                shown(&h.context_hex),
-            ]);
+            let p = &h.place;
+            let mut row = vec![p.pid.to_string(), p.comm.clone()];
+            row.extend(where_cells(p));
+            row.extend([format!("{:#x}", p.offset), shown(&h.context_hex)]);
+            t.row(row);
         }
         t.write(w)
     })?;
     finish(&mut out, args.output, &res.tally, "hits")
+}
+
+/// `ADDRESS REGION PERMS PATH` of a hit or a string (`-` for no path).
+fn where_cells(p: &inspect::Place) -> [String; 4] {
+    let path = if p.path.is_empty() {
+        "-".into()
+    } else {
+        p.path.clone()
+    };
+    [p.address.clone(), p.region.clone(), p.perms.clone(), path]
 }
 
 /// `--count`: `PID N` per process and the total.
@@ -216,18 +217,10 @@ fn strings(
             if h.cut {
                 shown.push_str(&format!("... ({} bytes)", h.len));
             }
-            t.row(vec![
-                h.pid.to_string(),
-                h.address.clone(),
-                h.region.clone(),
-                h.perms.clone(),
-                if h.path.is_empty() {
-                    "-".into()
-                } else {
-                    h.path.clone()
-                },
-                shown,
-            ]);
+            let mut row = vec![h.place.pid.to_string()];
+            row.extend(where_cells(&h.place));
+            row.push(shown);
+            t.row(row);
         }
         t.write(w)
     })?;

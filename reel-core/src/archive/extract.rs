@@ -16,7 +16,7 @@
 //!
 //! On error the caller removes `dest` (whatever was written is not trustworthy).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 
 use super::reader::{decoded, open_detect, parse_manifest, Compression};
 use super::{
-    ArchiveError, DigestKind, DigestValues, Digests, HashingWriter, Manifest, CHECKPOINT_DIR,
-    MANIFEST_NAME,
+    ArchiveError, DigestKind, DigestValues, Digests, HashingWriter, Manifest, MemberDigest,
+    CHECKPOINT_DIR, MANIFEST_NAME,
 };
 
 /// Bounds on what one extraction may write.
@@ -152,8 +152,9 @@ fn extract_from<R: Read>(
             ));
             Ok(got)
         })?;
+    let listed = Listed::of(&manifest);
     for (m, digests) in &written {
-        check_member(&manifest, archive, &m.name, m.size, digests)?;
+        listed.check(archive, &m.name, m.size, digests)?;
     }
     Ok(Extracted {
         manifest,
@@ -163,14 +164,14 @@ fn extract_from<R: Read>(
 }
 
 /// A member [`stage_members`] left to be copied later (by [`Staged::spawn_pending`]): `size`
-/// bytes at `offset` in the archive, to `path`, whose digest of kind `kind` must be `digest`.
+/// bytes at `offset` in the archive, to `path`, whose digest must be `digest`.
 #[derive(Debug, Clone)]
 pub struct PendingMember {
     pub name: String,
     pub path: PathBuf,
     pub size: u64,
     offset: u64,
-    kind: DigestKind,
+    /// The manifest's digest of it, of [`Staged`]'s kind.
     digest: String,
 }
 
@@ -181,6 +182,8 @@ pub struct PendingMember {
 pub struct Staged {
     pub extracted: Extracted,
     pub pending: Vec<PendingMember>,
+    /// The digest the members are checked with.
+    kind: DigestKind,
     archive: PathBuf,
     file: File,
 }
@@ -219,16 +222,12 @@ pub fn stage_members(
             Ok(m.size)
         })?
     };
-    let kind = manifest.digest_kind();
+    let listed = Listed::of(&manifest);
+    let kind = listed.kind;
     let mut members = Vec::new();
     let mut pending = Vec::new();
     for (name, path, offset, size) in chosen {
-        let Some(digest) = manifest.member(&name) else {
-            return Err(bad(
-                archive,
-                format!("member {name} is not in the manifest"),
-            ));
-        };
+        let digest = listed.get(archive, &name)?;
         if digest.size != size {
             return Err(bad(
                 archive,
@@ -240,7 +239,6 @@ pub fn stage_members(
         }
         if defer(&name) {
             pending.push(PendingMember {
-                kind,
                 digest: digest.digest(kind).unwrap_or_default().to_owned(),
                 name,
                 path,
@@ -250,7 +248,7 @@ pub fn stage_members(
             continue;
         }
         let got = copy_member(&file, archive, offset, size, &path, kind, None)?;
-        check_member(&manifest, archive, &name, size, &got)?;
+        listed.check(archive, &name, size, &got)?;
         members.push(ExtractedMember { name, path, size });
     }
     Ok(Some(Staged {
@@ -260,6 +258,7 @@ pub fn stage_members(
             bytes,
         },
         pending,
+        kind,
         archive: archive.to_owned(),
         file,
     }))
@@ -417,7 +416,7 @@ impl Staged {
             .file
             .try_clone()
             .map_err(|e| ArchiveError::io("opening", &self.archive, e))?;
-        let archive = self.archive.clone();
+        let (archive, kind) = (self.archive.clone(), self.kind);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
@@ -431,17 +430,17 @@ impl Staged {
                         p.offset,
                         p.size,
                         &p.path,
-                        p.kind,
+                        kind,
                         Some(&flag),
                     )?;
-                    let got = got.get(p.kind).unwrap_or_default();
+                    let got = got.get(kind).unwrap_or_default();
                     if got != p.digest {
                         return Err(bad(
                             &archive,
                             format!(
                                 "member {} does not match the manifest ({} {got} vs {})",
                                 p.name,
-                                p.kind.name(),
+                                kind.name(),
                                 p.digest
                             ),
                         ));
@@ -505,31 +504,56 @@ fn create_member(path: &Path) -> Result<File, ArchiveError> {
         .map_err(|e| ArchiveError::io("creating", path, e))
 }
 
-/// Fails unless the manifest lists member `name` with this size and SHA-256.
-fn check_member(
-    manifest: &Manifest,
-    archive: &Path,
-    name: &str,
-    size: u64,
-    got: &DigestValues,
-) -> Result<(), ArchiveError> {
-    let kind = manifest.digest_kind();
-    let got = got.get(kind).unwrap_or_default();
-    match manifest.member(name) {
-        None => Err(bad(
-            archive,
-            format!("member {name} is not in the manifest"),
-        )),
-        Some(d) if d.size != size || d.digest(kind) != Some(got) => Err(bad(
-            archive,
-            format!(
-                "member {name} does not match the manifest (size {size} vs {}, {} {got} vs {})",
-                d.size,
-                kind.name(),
-                d.digest(kind).unwrap_or_default()
-            ),
-        )),
-        Some(_) => Ok(()),
+/// The manifest's members by name (looked up once each: a hostile manifest may list many),
+/// and the digest they are checked with.
+struct Listed<'a> {
+    by_name: HashMap<&'a str, &'a MemberDigest>,
+    kind: DigestKind,
+}
+
+impl<'a> Listed<'a> {
+    fn of(manifest: &'a Manifest) -> Self {
+        Listed {
+            by_name: manifest
+                .members
+                .iter()
+                .map(|m| (m.name.as_str(), m))
+                .collect(),
+            kind: manifest.digest_kind(),
+        }
+    }
+
+    /// The manifest's record of `name`; an error when it has none.
+    fn get(&self, archive: &Path, name: &str) -> Result<&'a MemberDigest, ArchiveError> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| bad(archive, format!("member {name} is not in the manifest")))
+    }
+
+    /// Fails unless the manifest lists member `name` with this size and digest.
+    fn check(
+        &self,
+        archive: &Path,
+        name: &str,
+        size: u64,
+        got: &DigestValues,
+    ) -> Result<(), ArchiveError> {
+        let kind = self.kind;
+        let got = got.get(kind).unwrap_or_default();
+        let d = self.get(archive, name)?;
+        if d.size != size || d.digest(kind) != Some(got) {
+            return Err(bad(
+                archive,
+                format!(
+                    "member {name} does not match the manifest (size {size} vs {}, {} {got} vs {})",
+                    d.size,
+                    kind.name(),
+                    d.digest(kind).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

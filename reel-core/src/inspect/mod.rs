@@ -28,7 +28,7 @@ pub use pages::{
     args_env, ArgsEnv, MemoryIndex, PageIndex, PageRun, Piece, ProcessMemory, SharedMemory,
 };
 pub use search::{
-    search, strings, Hit, Pattern, PatternKind, RegionKind, SearchOptions, SearchResult, StringHit,
-    StringsResult,
+    search, strings, Hit, Pattern, PatternKind, Place, RegionKind, SearchOptions, SearchResult,
+    StringHit, StringsResult,
 };
 pub use source::{resolve, CheckpointSource, Layout, Member, SourceOptions, Verification};

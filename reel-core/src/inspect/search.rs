@@ -152,25 +152,48 @@ impl SearchOptions {
     }
 }
 
-/// One hit.
+/// Where in a process's memory a hit or a string is (in their JSON, at the top level).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Hit {
+pub struct Place {
     /// The process.
     pub pid: u32,
     /// Its command name.
     pub comm: String,
-    /// The virtual address, `0x…`.
+    /// The virtual address (of the first byte), `0x…`.
     pub address: String,
-    /// The region, `0xSTART-0xEND`.
+    /// The region, `0xSTART-0xEND` (`-` outside every VMA).
     pub region: String,
     /// Its protection, `rwxp` as in `/proc/PID/maps`.
     pub perms: String,
     /// `[heap]`, `[stack]`, `[vdso]`, a file path, or empty for anonymous memory.
     pub path: String,
+    /// The offset in the region.
+    pub offset: u64,
+}
+
+impl Place {
+    fn new(pid: u32, comm: &str, v: Option<&Vma>, addr: u64) -> Place {
+        Place {
+            pid,
+            comm: comm.to_string(),
+            address: format!("{addr:#x}"),
+            region: v
+                .map(|v| format!("{:#x}-{:#x}", v.start, v.end))
+                .unwrap_or_else(|| "-".into()),
+            perms: v.map(Vma::perms).unwrap_or_else(|| "----".into()),
+            path: v.map(|v| v.path.clone()).unwrap_or_default(),
+            offset: v.map(|v| addr - v.start).unwrap_or(0),
+        }
+    }
+}
+
+/// One hit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Hit {
+    #[serde(flatten)]
+    pub place: Place,
     /// The file offset of the region's start (file mappings).
     pub file_offset: u64,
-    /// The hit's offset in the region.
-    pub offset: u64,
     /// The address of the first context byte, `0x…`.
     pub context_address: String,
     /// The context bytes (before, the hit, after), hex.
@@ -517,16 +540,8 @@ impl Scan<'_> {
                 let cs = s.saturating_sub(c);
                 let ce = (e + c).min(buf.len());
                 out.hits.push(Hit {
-                    pid,
-                    comm: comm.to_string(),
-                    address: format!("{addr:#x}"),
-                    region: v
-                        .map(|v| format!("{:#x}-{:#x}", v.start, v.end))
-                        .unwrap_or_else(|| "-".into()),
-                    perms: v.map(Vma::perms).unwrap_or_else(|| "----".into()),
-                    path: v.map(|v| v.path.clone()).unwrap_or_default(),
+                    place: Place::new(pid, comm, v, addr),
                     file_offset: v.map(|v| v.pgoff).unwrap_or(0),
-                    offset: v.map(|v| addr - v.start).unwrap_or(0),
                     context_address: format!("{:#x}", vaddr + cs as u64),
                     context_hex: hex::encode(&buf[cs..ce]),
                     len: e - s,
@@ -855,20 +870,8 @@ pub const DEFAULT_MIN_LEN: usize = 6;
 /// A printable string in memory (`reel search --strings`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StringHit {
-    /// The process.
-    pub pid: u32,
-    /// Its command name.
-    pub comm: String,
-    /// The first byte's virtual address, `0x…`.
-    pub address: String,
-    /// The region, `0xSTART-0xEND`.
-    pub region: String,
-    /// Its protection, `rwxp`.
-    pub perms: String,
-    /// `[heap]`, `[stack]`, a file path, or empty for anonymous memory.
-    pub path: String,
-    /// The string's offset in the region.
-    pub offset: u64,
+    #[serde(flatten)]
+    pub place: Place,
     /// Its length in bytes.
     pub len: u64,
     /// The string (its first [`MAX_STRING`] bytes).
@@ -926,15 +929,7 @@ impl StringsScan<'_> {
             return;
         }
         out.strings.push(StringHit {
-            pid,
-            comm: comm.to_string(),
-            address: format!("{addr:#x}"),
-            region: v
-                .map(|v| format!("{:#x}-{:#x}", v.start, v.end))
-                .unwrap_or_else(|| "-".into()),
-            perms: v.map(Vma::perms).unwrap_or_else(|| "----".into()),
-            path: v.map(|v| v.path.clone()).unwrap_or_default(),
-            offset: v.map(|v| addr - v.start).unwrap_or(0),
+            place: Place::new(pid, comm, v, addr),
             len,
             // Printable ASCII only: always UTF-8.
             string: String::from_utf8_lossy(&bytes).into_owned(),
@@ -1302,7 +1297,7 @@ mod tests {
         let got: Vec<_> = out
             .strings
             .iter()
-            .map(|h| (h.address.as_str(), h.string.as_str()))
+            .map(|h| (h.place.address.as_str(), h.string.as_str()))
             .collect();
         assert_eq!(
             got,
